@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _checks
-from .arccos import k0, k1
+from .arccos import angle_sine
 from .arch import FeedForward, ResNet, check_arch, check_trained
 
 __all__ = ["Kernel", "kernel", "correlation_kernels", "correlations"]
@@ -59,42 +59,84 @@ def correlations(x1, x2=None):
     return rho, n1, n2
 
 
-def _ffnet_scan(rho0, depth, trained, all_depths):
-    def step(carry, _):
-        rho, t = carry
-        c0 = k0(rho)
-        t = (t + rho) * c0
-        rho = k1(rho)
-        ntk = t + rho if trained == "all" else t
-        return (rho, t), ((rho, ntk) if all_depths else None)
+def _stepper(kind, rho0, scales, depth, trained):
+    """The depth recursion, one layer at a time, on a state (rho, t) packed as one array.
 
-    (rho, t), ys = jax.lax.scan(step, (rho0, jnp.zeros_like(rho0)), None, length=depth)
+    Returns (init, xs, step, read): `step(state, x)` advances one layer, `read(state, x)`
+    gives the normalized (nngp, ntk) after that layer. Per entry and layer: one angle and
+    sine (`angle_sine`: two square roots, one polynomial), then 6 (FFNet) or 14 (ResNet)
+    multiplies and adds; no divisions (1/pi and a^2 / (pi (1 + a^2)) are per-layer
+    scalars). The correlation moves by pi (k1 - rho) = sin - theta rho, which is exactly 0
+    at rho = 1, so identical inputs keep rho = 1 exactly through every layer.
+    """
+    dtype = rho0.dtype
+    pi = jnp.asarray(math.pi, dtype)
+    inv_pi = jnp.asarray(1.0 / math.pi, dtype)
+    every = trained == "all"
+    if kind == "ffnet":
+        def step(state, _):
+            rho, t = _unpack(state)
+            theta, sine = angle_sine(rho)
+            t = (t + rho) * ((pi - theta) * inv_pi)            # (t + rho) k0
+            rho = rho + (sine - theta * rho) * inv_pi          # k1(rho)
+            return jax.lax.complex(rho, t)
+
+        def read(state, _):
+            rho, t = _unpack(state)
+            return rho, (t + rho if every else t)
+
+        return jax.lax.complex(rho0, jnp.zeros_like(rho0)), jnp.zeros((depth,), dtype), step, read
+
+    a2 = scales * scales
+    growth = 1.0 + a2
+    s_new = jnp.cumprod(growth)                                # s_l = prod_{i<=l} (1 + a_i^2)
+    s_old = jnp.concatenate([jnp.ones((1,), dtype), s_new[:-1]])
+    c = a2 * inv_pi
+    xs = (c, s_old, s_old * c, c / growth, s_new)
+
+    def step(state, x):
+        c, s, sc, move, _ = x
+        rho, t = _unpack(state)
+        theta, sine = angle_sine(rho)
+        sup = pi - theta
+        gain = c * sup                                         # a^2 k0
+        # t (1 + a^2 k0) + a^2 s (rho k0 + k1), with pi k1 = sin + sup rho
+        t = t + gain * (t + s * rho) + sc * (sine + sup * rho)
+        rho = rho + move * (sine - theta * rho)                # (rho + a^2 k1) / (1 + a^2)
+        return jax.lax.complex(rho, t)
+
+    def read(state, x):
+        rho, t = _unpack(state)
+        nngp = x[4] * rho
+        return nngp, (t + nngp if every else t)
+
+    # trained="all": the embedding's term rho0 prod (1 + a^2 k0) obeys t's own update, so
+    # it rides along in t from t_0 = rho0.
+    return jax.lax.complex(rho0, rho0 if every else jnp.zeros_like(rho0)), xs, step, read
+
+
+def _unpack(state):
+    # The state (rho, t) travels as one complex array, rho + i t (no complex
+    # arithmetic is done on it): XLA's CPU loop fusions have one output, so two real
+    # state arrays would make two fused loops per layer, each recomputing the angle;
+    # packed, each layer is one loop (measured 1.6x faster on a 2-core EPYC).
+    return jnp.real(state), jnp.imag(state)
+
+
+def _last(xs):
+    return jax.tree_util.tree_map(lambda v: v[-1], xs)
+
+
+def _recursion(kind, rho0, scales, depth, trained, all_depths):
+    """Normalized (nngp, ntk) of the correlations rho0 (any shape), or (L,) + shape."""
+    init, xs, step, read = _stepper(kind, rho0, scales, depth, trained)
     if all_depths:
-        return ys
-    return rho, (t + rho if trained == "all" else t)
-
-
-def _resnet_scan(rho0, scales, trained, all_depths):
-    one = jnp.ones((), rho0.dtype)
-
-    def step(carry, a):
-        rho, t, s, p = carry
-        a2 = a * a
-        c0, c1 = k0(rho), k1(rho)
-        t = t * (1 + a2 * c0) + a2 * s * (rho * c0 + c1)
-        p = p * (1 + a2 * c0)
-        rho = (rho + a2 * c1) / (1 + a2)
-        s = s * (1 + a2)
-        nngp = s * rho
-        ntk = t + nngp + p * rho0 if trained == "all" else t
-        return (rho, t, s, p), ((nngp, ntk) if all_depths else None)
-
-    init = (rho0, jnp.zeros_like(rho0), one, jnp.ones_like(rho0))
-    (rho, t, s, p), ys = jax.lax.scan(step, init, scales)
-    if all_depths:
-        return ys
-    nngp = s * rho
-    return nngp, (t + nngp + p * rho0 if trained == "all" else t)
+        def body(state, x):
+            state = step(state, x)
+            return state, read(state, x)
+        return jax.lax.scan(body, init, xs)[1]
+    state = jax.lax.scan(lambda st, x: (step(st, x), None), init, xs)[0]
+    return read(state, _last(xs))
 
 
 @functools.partial(jax.jit, static_argnames=("kind", "depth", "trained", "all_depths"))
@@ -145,12 +187,6 @@ def correlation_kernels(arch, rho0, *, trained="hidden", all_depths=False) -> Ke
     return Kernel(nngp, ntk)
 
 
-def _recursion(kind, rho0, scales, depth, trained, all_depths):
-    if kind == "ffnet":
-        return _ffnet_scan(rho0, depth, trained, all_depths)
-    return _resnet_scan(rho0, scales, trained, all_depths)
-
-
 # Default tile edge. Measured on a 2-core EPYC (jax 0.10, float32, n = 2000, depth 100,
 # warm): tile 64: 2.0 s, 128: 1.4 s, 256: 0.89 s, 512: 0.77 s, 1024: 0.97 s, whole
 # matrix: 1.4 s. 512 x 512 keeps the half-dozen live arrays (1 MB each) in L3 through
@@ -175,14 +211,23 @@ def _tile_rho(a, b, na, nb, diagonal):
     return rho
 
 
+def _edge(n, tile):
+    """Tile edge <= tile splitting n into equal tiles (n = 4000, tile 512: 8 tiles of 500), so
+    that padding, and the copy that slices it off, is rare."""
+    count = -(-n // tile)
+    return -(-n // count)
+
+
 def _fused(x1, x2, scales, *, kind, depth, trained, all_depths, symmetric, tile):
-    """Kernel by tiles: each tile of rho_0 runs through the whole depth recursion in one
-    scan (lax.map over tiles), so no n1 x n2 array goes to memory per layer; for
-    symmetric inputs only the tiles i <= j are computed and mirrored."""
+    """Kernel by tiles: each tile of rho_0 runs through the whole depth recursion (one scan,
+    its state in cache), and its result goes straight into the preallocated output with
+    dynamic_update_slice (a fori_loop over tiles carries the output, updated in place).
+    For symmetric inputs only the tiles i <= j are computed, each written twice (as is and
+    transposed). With all_depths every layer's (t, t) block is written as it is produced:
+    the output, 2 L n1 n2 numbers, is written once (plus the zero fill of the allocation)."""
     n1, n2 = x1.shape[0], x2.shape[0]
-    t1, t2 = min(tile, n1), min(tile, n2)
-    if symmetric:
-        t1 = t2 = min(tile, n1)
+    t1 = _edge(n1, tile)
+    t2 = t1 if symmetric else _edge(n2, tile)
     nb1, nb2 = -(-n1 // t1), -(-n2 // t2)
     x1p, x2p = _pad_rows(x1, nb1 * t1), _pad_rows(x2, nb2 * t2)
     m1, m2 = jnp.linalg.norm(x1p, axis=-1), jnp.linalg.norm(x2p, axis=-1)
@@ -190,34 +235,45 @@ def _fused(x1, x2, scales, *, kind, depth, trained, all_depths, symmetric, tile)
         ii, jj = np.triu_indices(nb1)
     else:
         ii, jj = np.divmod(np.arange(nb1 * nb2), nb2)
+    ii, jj = jnp.asarray(ii, jnp.int32), jnp.asarray(jj, jnp.int32)
+    lead = (depth,) if all_depths else ()
+    zeros = jnp.zeros(lead + (nb1 * t1, nb2 * t2), x1.dtype)
 
-    def one(ij):
-        i, j = ij
-        a = jax.lax.dynamic_slice_in_dim(x1p, i * t1, t1)
-        b = jax.lax.dynamic_slice_in_dim(x2p, j * t2, t2)
-        na = jax.lax.dynamic_slice_in_dim(m1, i * t1, t1)
-        nb = jax.lax.dynamic_slice_in_dim(m2, j * t2, t2)
+    def put(outs, blocks, r0, c0, layer=()):
+        new = []
+        for out, blk in zip(outs, blocks):
+            blk = blk.reshape((1,) * len(layer) + blk.shape)
+            out = jax.lax.dynamic_update_slice(out, blk, layer + (r0, c0))
+            if symmetric:
+                out = jax.lax.dynamic_update_slice(out, jnp.swapaxes(blk, -1, -2), layer + (c0, r0))
+            new.append(out)
+        return tuple(new)
+
+    def one(k, outs):
+        i, j = ii[k], jj[k]
+        r0, c0 = i * t1, j * t2
+        a = jax.lax.dynamic_slice_in_dim(x1p, r0, t1)
+        b = jax.lax.dynamic_slice_in_dim(x2p, c0, t2)
+        na = jax.lax.dynamic_slice_in_dim(m1, r0, t1)
+        nb = jax.lax.dynamic_slice_in_dim(m2, c0, t2)
         rho0 = _tile_rho(a, b, na, nb, (i == j) if symmetric else None)
-        nngp, ntk = _recursion(kind, rho0, scales, depth, trained, all_depths)
         norms = na[:, None] * nb[None, :]
-        return nngp * norms, ntk * norms
+        init, xs, step, read = _stepper(kind, rho0, scales, depth, trained)
+        if not all_depths:
+            state = jax.lax.scan(lambda st, x: (step(st, x), None), init, xs)[0]
+            return put(outs, [v * norms for v in read(state, _last(xs))], r0, c0)
 
-    tiles = jax.lax.map(one, (jnp.asarray(ii, jnp.int32), jnp.asarray(jj, jnp.int32)))
+        def layer(carry, lx):
+            state, outs = carry
+            l, x = lx
+            state = step(state, x)
+            return (state, put(outs, [v * norms for v in read(state, x)], r0, c0, (l,))), None
 
-    def assemble(tl):  # (P, [L,] t1, t2) -> ([L,] n1, n2)
-        lead = tl.shape[1:-2]
-        if symmetric:
-            full = jnp.zeros((nb1, nb1) + tl.shape[1:], tl.dtype)
-            full = full.at[jj, ii].set(jnp.swapaxes(tl, -1, -2))
-            full = full.at[ii, jj].set(tl)
-        else:
-            full = tl.reshape((nb1, nb2) + tl.shape[1:])
-        k = len(lead)
-        perm = tuple(range(2, 2 + k)) + (0, 2 + k, 1, 3 + k)
-        full = jnp.transpose(full, perm).reshape(lead + (nb1 * t1, nb2 * t2))
-        return full[..., :n1, :n2]
+        layers = jnp.arange(depth, dtype=jnp.int32)
+        return jax.lax.scan(layer, (init, outs), (layers, xs))[0][1]
 
-    return Kernel(assemble(tiles[0]), assemble(tiles[1]))
+    outs = jax.lax.fori_loop(0, ii.shape[0], one, (zeros, zeros))
+    return Kernel(*(o[..., :n1, :n2] for o in outs))
 
 
 @functools.partial(jax.jit, static_argnames=("kind", "depth", "trained", "all_depths", "symmetric", "tile"))

@@ -10,14 +10,15 @@ so its own derivative vanishes).
 
 The angle comes from `arccos`, a polynomial with range reduction (cheaper than
 the library arccos inside a 100-layer recursion, and exact to rounding in
-float32 and float64).
+float32 and float64). `angle_sine` gives the angle and its sine in one pass, as
+the fused depth recursion (reskernel.analytic) uses them.
 """
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 
-__all__ = ["k0", "k1", "arccos"]
+__all__ = ["k0", "k1", "arccos", "angle_sine"]
 
 # asin(s) = s + s z P(z), z = s^2, s in [0, 1/2]: least-squares Chebyshev fits of
 # (asin(s)/s - 1)/z on z in [0, 1/4] (fit in float64 against the Taylor series).
@@ -55,6 +56,27 @@ def _acos_parts(x):
     other = jnp.asarray(jnp.pi, x.dtype) - acos_abs             # arccos(-|x|)
     neg = x < 0
     return jnp.where(neg, other, acos_abs), jnp.where(neg, acos_abs, other)
+
+
+@jax.custom_jvp
+def angle_sine(rho):
+    """(theta, sin theta), theta = arccos(rho), for rho in [-1, 1] (any shape), in one pass.
+
+    theta by the range-reduced polynomial of `arccos`, sin theta = sqrt((1 - rho)(1 + rho)).
+    Derivatives: dtheta/drho = -1/sin theta, dsin/drho = -rho/sin theta, both set to 0
+    where sin theta = 0 (rho = +-1), as in k0; the combinations the kernels use, e.g.
+    d(sin - theta rho)/drho = -theta, stay exact there.
+    """
+    theta = _acos_parts(rho)[0]
+    return theta, _sin_angle(rho)
+
+
+@angle_sine.defjvp
+def _angle_sine_jvp(primals, tangents):
+    (rho,), (t,) = primals, tangents
+    theta, sine = angle_sine(rho)
+    inv = jnp.where(sine > 0, 1.0 / jnp.where(sine > 0, sine, 1.0), 0.0)
+    return (theta, sine), (-inv * t, -rho * inv * t)
 
 
 def arccos(x):
