@@ -19,18 +19,39 @@ def _random_params(key, p, k, scale=1.0):
     return sc.Params(scale * jax.random.normal(kw, (p,)), jax.random.normal(ka, (k,)))
 
 
+@pytest.fixture
+def problem():
+    """problem(p, k, shortcut, seed, n_keys) -> (net, teacher, keys): a net, a random
+    teacher from the seed's first key, and n_keys further keys."""
+    def make(p, k, shortcut, seed, n_keys):
+        keys = jax.random.split(jax.random.PRNGKey(seed), n_keys + 1)
+        return sc.ConvNet(p, k, shortcut), _random_params(keys[0], p, k), keys[1:]
+    return make
+
+
+# The settings of the small study shared by the study, plot and command tests (the
+# command's flags below give the same StudySettings, so the command resumes).
+_SMALL = sc.StudySettings(runs=4, steps=30, warmup_steps=5)
+_SMALL_ARGS = ["--p", "3", "--k", "2", "--runs", "4", "--steps", "30", "--warmup-steps", "5"]
+
+
+@pytest.fixture(scope="module")
+def small_study(tmp_path_factory):
+    """(folder, entries) of the small study at p = 3, k = 2."""
+    out = tmp_path_factory.mktemp("shortcut")
+    return out, sc.run_success_study(out, patch_dims=(3,), patches=(2,), settings=_SMALL, progress=False)
+
+
 @pytest.mark.parametrize("shortcut", [True, False])
-def test_closed_form_matches_monte_carlo(x64, shortcut):
+def test_closed_form_matches_monte_carlo(x64, problem, shortcut):
     p, k = 5, 3
-    net = sc.ConvNet(p, k, shortcut)
-    keys = jax.random.split(jax.random.PRNGKey(1), 8)
-    teacher = _random_params(keys[0], p, k)
-    cases = [_random_params(keys[1], p, k, 0.7),
-             sc.Params(-0.9 * teacher.w + 0.1 * jax.random.normal(keys[2], (p,)), teacher.a[::-1]),
-             sc.Params(teacher.w + 1e-3 * jax.random.normal(keys[3], (p,)), jax.random.normal(keys[4], (k,)))]
+    net, teacher, keys = problem(p, k, shortcut, 1, 7)
+    cases = [_random_params(keys[0], p, k, 0.7),
+             sc.Params(-0.9 * teacher.w + 0.1 * jax.random.normal(keys[1], (p,)), teacher.a[::-1]),
+             sc.Params(teacher.w + 1e-3 * jax.random.normal(keys[2], (p,)), jax.random.normal(keys[3], (k,)))]
     for i, params in enumerate(cases):
         exact = sc.population_loss(net, params, teacher)
-        mean, se = sc.monte_carlo_loss(net, params, teacher, keys[5 + i % 3], 400_000)
+        mean, se = sc.monte_carlo_loss(net, params, teacher, keys[4 + i % 3], 400_000)
         assert abs(float(exact) - float(mean)) < 4 * float(se), (i, exact, mean, se)
 
 
@@ -50,11 +71,10 @@ def test_relu_cross_known_angles_and_float32_accuracy(x64):
 
 
 @pytest.mark.parametrize("shortcut", [True, False])
-def test_gradient_matches_finite_differences(x64, shortcut):
+def test_gradient_matches_finite_differences(x64, problem, shortcut):
     p, k = 4, 3
-    net = sc.ConvNet(p, k, shortcut)
-    keys = jax.random.split(jax.random.PRNGKey(2), 3)
-    teacher, params = _random_params(keys[0], p, k), _random_params(keys[1], p, k)
+    net, teacher, keys = problem(p, k, shortcut, 2, 1)
+    params = _random_params(keys[0], p, k)
     grad = jax.grad(lambda th: sc.population_loss(net, th, teacher))(params)
     flat, unravel = jax.flatten_util.ravel_pytree(params)
     f = lambda x: sc.population_loss(net, unravel(x), teacher)
@@ -64,10 +84,8 @@ def test_gradient_matches_finite_differences(x64, shortcut):
 
 
 @pytest.mark.parametrize("shortcut", [True, False])
-def test_global_minimum_has_zero_loss_and_gradient(x64, shortcut):
-    p, k = 6, 4
-    net = sc.ConvNet(p, k, shortcut)
-    teacher = _random_params(jax.random.PRNGKey(3), p, k)
+def test_global_minimum_has_zero_loss_and_gradient(x64, problem, shortcut):
+    net, teacher, _ = problem(6, 4, shortcut, 3, 0)
     lossfn = lambda th: sc.population_loss(net, th, teacher)
     assert abs(float(lossfn(teacher))) < 1e-13
     grad = jax.grad(lossfn)(teacher)
@@ -82,12 +100,10 @@ def test_global_minimum_has_zero_loss_and_gradient(x64, shortcut):
 
 
 @pytest.mark.parametrize("shortcut", [True, False])
-def test_gradient_at_zero_is_the_symmetric_derivative(x64, shortcut):
+def test_gradient_at_zero_is_the_symmetric_derivative(x64, problem, shortcut):
     p, k = 5, 4
-    net = sc.ConvNet(p, k, shortcut)
-    keys = jax.random.split(jax.random.PRNGKey(4), 3)
-    teacher = _random_params(keys[0], p, k)
-    a = jax.random.normal(keys[1], (k,))
+    net, teacher, keys = problem(p, k, shortcut, 4, 2)
+    a = jax.random.normal(keys[0], (k,))
     at_zero = sc.Params(jnp.zeros(p), a)
     grad = jax.jit(jax.grad(lambda th: sc.population_loss(net, th, teacher)))(at_zero)
     assert np.all(np.isfinite(grad.w)) and np.all(np.isfinite(grad.a))
@@ -96,8 +112,9 @@ def test_gradient_at_zero_is_the_symmetric_derivative(x64, shortcut):
     expected = -teacher.w * jnp.sum((a / 2 + s / k) * (teacher.a / 2 + s / k))
     np.testing.assert_allclose(grad.w, expected, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(grad.a, 0.0, atol=1e-15)
+    np.testing.assert_allclose(grad.w, -sc.first_step(net, a, teacher.a) * teacher.w, rtol=1e-12, atol=1e-15)
     # ... which is the average of the one-sided derivatives along +u and -u.
-    u = jax.random.normal(keys[2], (p,))
+    u = jax.random.normal(keys[1], (p,))
     t = 1e-7
     lossfn = lambda w: sc.population_loss(net, sc.Params(w, a), teacher)
     np.testing.assert_allclose((lossfn(t * u) - lossfn(-t * u)) / (2 * t), grad.w @ u, rtol=1e-6)
@@ -137,7 +154,7 @@ def test_success_rates_with_and_without_shortcut():
     assert np.mean(code_c == sc.SPURIOUS) >= 0.2
     assert rate - rate_c >= 0.18
     assert np.mean(code != code_warm) <= 0.02
-    first_step_away = np.sum((init.a / 2 + 1 / k) * (teacher.a / 2 + 1 / k), axis=-1) < 0
+    first_step_away = np.asarray(sc.first_step(res, init.a, teacher.a)) < 0
     assert np.mean(first_step_away == (code == sc.SPURIOUS)) >= 0.98
 
 
@@ -156,39 +173,47 @@ def test_trajectory_record_matches_final_state():
     assert traj1.loss.shape == (201,)
 
 
-def test_study_writes_resumes_and_plots(tmp_path, monkeypatch):
-    settings = sc.StudySettings(runs=6, steps=40, warmup_steps=10)
-    entries = sc.run_success_study(tmp_path, patch_dims=(3,), patches=(2,), settings=settings, progress=False)
+def test_study_writes_resumes_and_plots(small_study, monkeypatch, tmp_path):
+    out, entries = small_study
     assert len(entries) == 8
-    assert all(e["global"] + e["spurious"] + e["unconverged"] == 6 for e in entries)
-    saved = json.loads((tmp_path / "shortcut_success.json").read_text())["entries"]
+    assert all(e["global"] + e["spurious"] + e["unconverged"] == 4 for e in entries)
+    for e in entries:
+        assert e["success_lo"] <= e["success_rate"] <= e["success_hi"]
+        assert (e["first_step_away"] is None) == (e["w_init_norm"] != 0)
+    saved = json.loads((out / "shortcut_success.json").read_text())["entries"]
     assert saved == entries
-    assert (tmp_path / "shortcut_success.csv").read_text().count("\n") == 9
+    assert (out / "shortcut_success.csv").read_text().count("\n") == 9
 
     def fail(*args):
         raise AssertionError("a finished configuration was recomputed")
     monkeypatch.setattr(study, "_run_config", fail)
-    assert sc.run_success_study(tmp_path, patch_dims=(3,), patches=(2,), settings=settings,
-                                progress=False) == entries
+    assert sc.run_success_study(out, patch_dims=(3,), patches=(2,), settings=_SMALL, progress=False) == entries
     monkeypatch.undo()
 
     png = sc.plot_success(entries, tmp_path / "success.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    traj = sc.dynamics_example(3, 2, settings=settings)
-    assert set(traj) == {"ResNet, w0 = 0, warm-up", "ResNet, w0 = 0, no warm-up", "CNN, random w0"}
-    png = sc.plot_dynamics(traj, tmp_path / "dynamics.png")
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_command_runs_and_rejects_bad_settings(tmp_path):
+def test_wilson_interval_matches_scipy():
+    from scipy.stats import binomtest
+    for successes, n in [(0, 10), (3, 10), (97, 100), (200, 200)]:
+        ci = binomtest(successes, n).proportion_ci(confidence_level=0.95, method="wilson")
+        np.testing.assert_allclose(sc.wilson_interval(successes, n), (ci.low, ci.high), rtol=1e-6, atol=1e-12)
+    with pytest.raises(ValueError, match="successes must be in"):
+        sc.wilson_interval(11, 10)
+
+
+def test_command_runs_and_rejects_bad_settings(small_study, monkeypatch):
+    out, entries = small_study
+    monkeypatch.setattr(study, "_run_config", None)   # resumes: nothing is recomputed
     runner = CliRunner()
-    args = ["--p", "3", "--k", "2", "--runs", "4", "--steps", "30", "--warmup-steps", "5", "--out", str(tmp_path)]
-    result = runner.invoke(sc.shortcut_command, args)
+    result = runner.invoke(sc.shortcut_command, _SMALL_ARGS + ["--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "shortcut_success.png").exists() and (tmp_path / "shortcut_dynamics.png").exists()
-    bad = runner.invoke(sc.shortcut_command, ["--runs", "0", "--out", str(tmp_path)])
+    assert "first step away from w*" in result.output and "[" in result.output
+    assert (out / "shortcut_success.png").exists() and (out / "shortcut_dynamics.png").exists()
+    bad = runner.invoke(sc.shortcut_command, ["--runs", "0", "--out", str(out)])
     assert bad.exit_code != 0 and "runs must be >= 1" in bad.output
-    bad = runner.invoke(sc.shortcut_command, ["--lr", "-0.1", "--small", "--out", str(tmp_path)])
+    bad = runner.invoke(sc.shortcut_command, ["--lr", "-0.1", "--small", "--out", str(out)])
     assert bad.exit_code != 0 and "lr must be > 0" in bad.output
 
 
@@ -206,6 +231,7 @@ def test_command_runs_and_rejects_bad_settings(tmp_path):
     (lambda: sc.Schedule(0.1, 10, 5, 0.0), ValueError, "warmup_factor must be > 0"),
     (lambda: sc.Schedule(0.1, 10, 5, 1.5), ValueError, r"warmup_factor must be in \(0, 1\]"),
     (lambda: sc.sample_problems(sc.ConvNet(3, 2), jax.random.PRNGKey(0), 0), ValueError, "runs must be >= 1"),
+    (lambda: sc.first_step(sc.ConvNet(3, 2), jnp.ones(3), jnp.ones(2)), ValueError, "shape"),
     (lambda: sc.StudySettings(runs=0), ValueError, "runs must be >= 1"),
     (lambda: sc.StudySettings(lr=-1.0), ValueError, "lr must be > 0"),
     (lambda: sc.run_success_study("/tmp/unused", patch_dims=(0,), settings=sc.StudySettings(runs=1, steps=1, warmup_steps=0)),

@@ -71,21 +71,51 @@ def test_skipinit_study_resumes(data, tmp_path, monkeypatch):
     assert plots.plot_skipinit(again, tmp_path / "si.png").endswith("si.png")
     assert (tmp_path / "si.png").stat().st_size > 1000
     rows = tr.summarize_skipinit(again)
-    assert {r[0] for r in rows} == {"skipinit"} and {r[6] for r in rows} <= {"trained", "stalled", "diverged"}
+    assert {r["method"] for r in rows} == {"skipinit"} and all(r["seeds"] == 1 for r in rows)
+    assert all(r["trained"] + r["stalled"] + r["diverged"] == 1 for r in rows)
+
+
+def test_seeds_aggregate_to_mean_and_sd(data, tmp_path):
+    """Two seeds: different inits give different losses; the summary's mean and sd are
+    numpy's over the per-seed records, and adding a seed is a different configuration."""
+    x, y = data
+    kw = dict(depths=(2,), methods=("batchnorm",), width=8, learning_rates=(0.05,), steps=5,
+              batch_size=None, progress=False)
+    res = tr.skipinit_study(x, y, x[:16], y[:16], n_seeds=2, seed=3, out=tmp_path / "s.json", **kw)
+    recs = res["records"]
+    assert sorted(r["seed"] for r in recs) == [3, 4]
+    losses = [r["train_loss"] for r in recs]
+    assert abs(losses[0] - losses[1]) > 1e-6
+    (row,) = tr.summarize_skipinit(res)
+    assert row["seeds"] == 2
+    assert_close(row["train_loss"], np.mean(losses), rtol=1e-12)
+    assert_close(row["train_loss_std"], np.std(losses, ddof=1), rtol=1e-12)
+    with pytest.raises(ValueError, match="another study or configuration"):
+        tr.skipinit_study(x, y, x[:16], y[:16], n_seeds=3, seed=3, out=tmp_path / "s.json", **kw)
+    with pytest.raises(ValueError, match="n_seeds must be >= 1"):
+        tr.skipinit_study(x, y, x[:16], y[:16], n_seeds=0, **kw)
+    assert tr.mean_std([1.0, None, float("nan"), 3.0]) == (2.0, np.sqrt(2.0), 2)
+    assert tr.mean_std([None]) == (None, None, 0)
 
 
 def test_fromage_study_and_summary(data, tmp_path):
     x, y = data
     grids = {"fromage": (0.01, 0.1)}
     res = tr.fromage_study(x, y, x[:16], y[:16], depths=(1, 3), grids=grids, width=8, init="he", steps=30,
-                           batch_size=None, out=tmp_path / "f.json", progress=False)
-    assert len(res["records"]) == 4
+                           batch_size=None, n_seeds=2, out=tmp_path / "f.json", progress=False)
+    assert len(res["records"]) == 8
     s = tr.summarize_fromage(res, threshold=0.0)
-    assert set(s["best"]) == {"fromage"} and set(s["fromage_at"]) == {1, 3}
+    assert set(s["best"]) == {"fromage"} and set(s["fromage_at"]) == {1, 3} and s["seeds"] == 2
     assert s["deepest"]["fromage@0.01"] == 3
     for d in (1, 3):
-        accs = [r["train_accuracy"] for r in res["records"] if r["optimizer"] == "fromage" and r["depth"] == d]
-        assert s["best"]["fromage"][d][0] == max(accs)
+        means = {}
+        for lr in grids["fromage"]:
+            accs = [r["train_accuracy"] for r in res["records"] if r["depth"] == d and r["learning_rate"] == lr]
+            means[lr] = (np.mean(accs), np.std(accs, ddof=1))
+        lr = max(means, key=lambda v: means[v][0])
+        assert_close(s["best"]["fromage"][d][:2], means[lr], rtol=1e-12)
+        assert s["best"]["fromage"][d][2] == lr
+        assert_close(s["fromage_at"][d], means[0.01], rtol=1e-12)
     plots.plot_fromage(res, tmp_path / "f.png")
     stream = tr.stream_study(x[:8], depth=5, width=16, n_seeds=2, methods=("batchnorm",),
                              out=tmp_path / "s.json", progress=False)
@@ -117,3 +147,7 @@ def test_commands_parse():
         assert r.exit_code == 0 and "--small" in r.output
     r = runner.invoke(fromage_command, ["--depths", "2,x"])
     assert r.exit_code != 0 and "comma-separated integers" in r.output
+    r = runner.invoke(skipinit_command, ["--help"])
+    assert "--seeds" in r.output and "--lr" in r.output and "--init" not in r.output
+    r = runner.invoke(fromage_command, ["--help"])
+    assert "--seeds" in r.output and "--init" in r.output and "--lr " not in r.output

@@ -3,7 +3,9 @@
 
 A two-layer non-overlapping convolutional net learns a teacher of the same
 architecture from Gaussian patches; with the average-pooling shortcut and
-w_0 = 0, gradient descent avoids the spurious minimum far more often.
+w_0 = 0, gradient descent avoids the spurious minimum far more often. The
+model's relation to the two papers (what was checked, what is assumed) is in
+the notes of reskernel.shortcut.model.
 
     from reskernel import shortcut as sc
     net = sc.ConvNet(patch_dim=16, patches=16, shortcut=True)
@@ -12,11 +14,11 @@ w_0 = 0, gradient descent avoids the spurious minimum far more often.
     sc.outcomes(net, final, teacher).code        # GLOBAL, SPURIOUS or UNCONVERGED per run
 """
 from .command import shortcut_command
-from .dynamics import (GLOBAL, SPURIOUS, UNCONVERGED, Outcome, Schedule, Trajectory,
+from .dynamics import (GLOBAL, SPURIOUS, UNCONVERGED, Outcome, Schedule, Trajectory, first_step,
                        gradient_descent, outcomes, sample_problems)
 from .model import ConvNet, Params, angle, monte_carlo_loss, output, population_loss, relu_cross
 from .study import (StudySettings, dynamics_example, load_results, plot_dynamics, plot_success,
-                    run_success_study)
+                    run_success_study, wilson_interval)
 
 __all__ = [
     "ConvNet",
@@ -30,6 +32,7 @@ __all__ = [
     "UNCONVERGED",
     "angle",
     "dynamics_example",
+    "first_step",
     "gradient_descent",
     "load_results",
     "monte_carlo_loss",
@@ -42,4 +45,5 @@ __all__ = [
     "run_success_study",
     "sample_problems",
     "shortcut_command",
+    "wilson_interval",
 ]

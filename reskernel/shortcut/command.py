@@ -29,7 +29,8 @@ _SMALL = dict(patch_dims=(4, 16), patches=(4, 16), runs=100, steps=2000, warmup_
 def shortcut_command(patch_dims, patches, runs, steps, lr, warmup_steps, warmup_factor, teacher_norm,
                      a_init_scale, seed, out, small):
     """Fraction of gradient-descent runs that reach the global minimum, with and
-    without the shortcut, from w0 = 0 or a random filter, with and without warm-up."""
+    without the shortcut, from w0 = 0 or a random filter, with and without warm-up
+    (rates with 95% Wilson intervals over the runs)."""
     from .study import StudySettings, dynamics_example, plot_dynamics, plot_success, run_success_study
 
     base = _SMALL if small else dict(patch_dims=(4, 8, 16, 32), patches=(4, 8, 16, 32), runs=200,
@@ -49,6 +50,8 @@ def shortcut_command(patch_dims, patches, runs, steps, lr, warmup_steps, warmup_
     for e in sorted(entries, key=lambda e: (e["p"], e["k"], not e["shortcut"], e["w_init_norm"], e["warmup"])):
         click.echo(f"p={e['p']:3d} k={e['k']:3d} {'ResNet' if e['shortcut'] else 'CNN   '} "
                    f"w0={'0     ' if e['w_init_norm'] == 0 else 'random'} warmup={e['warmup']:5d}  "
-                   f"success {e['success_rate']:.3f} +- {e['success_se']:.3f}  "
-                   f"(spurious {e['spurious']}, unconverged {e['unconverged']} of {e['runs']})")
+                   f"success {e['success_rate']:.3f} [{e['success_lo']:.3f}, {e['success_hi']:.3f}]  "
+                   f"(spurious {e['spurious']}, unconverged {e['unconverged']} of {e['runs']}"
+                   + ("" if e["first_step_away"] is None else f"; first step away from w*: {e['first_step_away']}")
+                   + ")")
     click.echo(f"results and plots in {out}")

@@ -9,7 +9,13 @@ Teachers and initializations (sample_problems):
 
 From w_0 = 0 the first step points along +-w* (every gradient lies in
 span(w, w*) by rotation invariance), so w stays on that line and the angle to
-w* is 0 or pi for good: the outcome does not depend on p.
+w* is 0 or pi for good: the outcome does not depend on p. At w = 0 the
+gradient is grad_w = -c w*, grad_a = 0, with (see `first_step`)
+  c = sum_j (a_j / 2 + s / k) (a*_j / 2 + s / k),   s = 1 with the shortcut, 0 without,
+so the first step points toward w* iff c > 0; the shortcut adds
+(1.a + 1.a*) / (2k) + 1/k to the CNN's a.a* / 4. Since grad_a = 0 at w = 0 (the
+un-normalized ReLU branch vanishes there), a cannot move before w does, and a
+warm-up of the first layer's step size does not change the direction taken.
 
 Schedule (the two-stage step size): both layers take steps of size `lr`,
 except the first layer, which takes lr * warmup_factor during the first
@@ -31,7 +37,7 @@ from ..arch import _check_scale
 from .model import ConvNet, Params, angle, check_params, loss
 
 __all__ = ["Schedule", "Trajectory", "Outcome", "sample_problems", "gradient_descent",
-           "outcomes", "GLOBAL", "SPURIOUS", "UNCONVERGED"]
+           "outcomes", "first_step", "GLOBAL", "SPURIOUS", "UNCONVERGED"]
 
 # Outcome codes of a run (see `outcomes`).
 GLOBAL, SPURIOUS, UNCONVERGED = 0, 1, 2
@@ -188,3 +194,17 @@ def outcomes(net: ConvNet, params: Params, teacher: Params, *, tol: float = 1e-3
     params, teacher = check_params(net, params, "params"), check_params(net, teacher, "teacher")
     tol = _check_scale("tol", tol, allow_zero=False)
     return _outcomes(net, params, teacher, tol)
+
+
+def first_step(net: ConvNet, a, teacher_a):
+    """c in grad_w l(0, a) = -c w* (closed form, module notes): a, teacher_a (..., k) -> (...).
+
+    c > 0: gradient descent from w_0 = 0 first moves w toward w*; c < 0: toward -w*."""
+    if not isinstance(net, ConvNet):
+        raise TypeError(f"net must be a reskernel.shortcut.ConvNet, got {type(net).__name__}")
+    a, teacher_a = jnp.asarray(a), jnp.asarray(teacher_a)
+    if a.shape[-1:] != (net.patches,) or teacher_a.shape[-1:] != (net.patches,):
+        raise ValueError(f"a and teacher_a must have shape (..., k = {net.patches}); got {a.shape}, "
+                         f"{teacher_a.shape}")
+    s = 1.0 / net.patches if net.shortcut else 0.0
+    return jnp.sum((a / 2 + s) * (teacher_a / 2 + s), axis=-1)

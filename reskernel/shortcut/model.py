@@ -7,12 +7,32 @@ w in R^p (the shared filter) and a in R^k (the second layer):
   CNN    (Du et al. 2018):  f(Z; w, a) = sum_j a_j relu(w . Z_j)
   ResNet (Liu et al. 2019): f(Z; w, a) = sum_j a_j relu(w . Z_j) + (1/k) sum_j w . Z_j
 
-the shortcut carrying the filter outputs w . Z_j past the ReLU and the second
-layer to the output through average pooling. Labels come from a teacher of the
-same architecture, y = f(Z; w*, a*), and the loss is l = E[(f - y)^2] / 2.
-Liu et al. also put a normalization layer after the ReLU; its exact form could
-not be checked against the paper's text here, so it is not modelled: this is
-the un-normalized network (the ReLU branch's scale is carried by |w| and a).
+Labels come from a teacher of the same architecture, y = f(Z; w*, a*), and the
+loss is l = E[(f - y)^2] / 2.
+
+What the sources say, and what is assumed here. Du, Lee, Tian, Poczos, Singh
+(ICML 2018, arXiv 1712.00779), abstract and Sec. 1: the CNN above, Gaussian
+input, a teacher of the same architecture with weights (w*, a*), gradient
+descent *with weight normalization* (the filter enters as w / |w|) from a random
+initialization, which reaches the global minimum with constant probability and
+the spurious local minimum with constant probability, in two phases (slow, then
+fast). Liu, Chen, Zhou, Du, Zhou, Zhao (NeurIPS 2019, arXiv 1909.04653),
+abstract and Fig. 1 ("the non-overlapping two layer residual network with
+normalization layer"): a two-layer non-overlapping convolutional ResNet whose
+training problem has a spurious local optimum; gradient descent *combined with
+proper normalization*, with the first layer initialized at w_0 = 0 and the second
+layer anywhere in a ball, avoids it and converges to a global optimum in
+polynomial time, in two stages (Stage I escapes the spurious optimum, Stage II
+converges jointly), with adaptive step sizes; their Fig. 4 reports success rates
+of reaching the global optimum. Only the abstracts, introductions and figure
+captions of the two papers could be read for this module (the stored copies
+searched stop there), so three things are ASSUMPTIONS, not the papers' text:
+(1) the shortcut's form, the average pooling of the filter outputs w . Z_j added
+to the output (it skips the ReLU and the second layer); (2) no normalization
+layer: both nets are un-normalized, the ReLU branch's scale carried by |w| and
+a; (3) the step-size schedule (dynamics.Schedule). Assumption (2) matters:
+without normalization the ReLU branch vanishes at w = 0, so a gets no gradient
+while w = 0 and a first-layer warm-up cannot let a move first (see dynamics).
 
 Second moments (u, v filters, b, c second layers, rho the angle theta's cosine):
   E[relu(u.Z) relu(v.Z)] = |u||v| (sin theta + (pi - theta) cos theta) / (2 pi)

@@ -4,6 +4,11 @@ random filter, with and without the first-layer warm-up, over a grid of patch
 dimensions p and patch counts k. Results go to <out>/shortcut_success.json
 (and .csv), written atomically after every configuration; a rerun skips the
 configurations already there with the same settings.
+
+Each configuration's success rate comes with its binomial standard error and a
+95% Wilson score interval over its `runs` independent teachers and
+initializations (the runs are the seeds); for w_0 = 0 it also counts the runs
+whose first step points away from w* (`first_step` < 0).
 """
 from __future__ import annotations
 
@@ -24,12 +29,12 @@ from tqdm.auto import tqdm
 
 from .._checks import positive_int
 from ..arch import _check_scale
-from .dynamics import (GLOBAL, SPURIOUS, UNCONVERGED, Schedule, gradient_descent, outcomes,
+from .dynamics import (GLOBAL, SPURIOUS, UNCONVERGED, Schedule, first_step, gradient_descent, outcomes,
                        sample_problems)
 from .model import ConvNet
 
 __all__ = ["StudySettings", "run_success_study", "load_results", "dynamics_example", "plot_success",
-           "plot_dynamics", "RESULTS_NAME"]
+           "plot_dynamics", "wilson_interval", "RESULTS_NAME"]
 
 RESULTS_NAME = "shortcut_success"
 
@@ -71,7 +76,19 @@ def _key_of(entry: dict) -> tuple:
 
 _SETTING_FIELDS = [f.name for f in dataclasses.fields(StudySettings)]
 _KEY_FIELDS = ["p", "k", "shortcut", "w_init_norm", "warmup"] + _SETTING_FIELDS
-_CSV_FIELDS = _KEY_FIELDS + ["global", "spurious", "unconverged", "success_rate", "success_se"]
+_CSV_FIELDS = _KEY_FIELDS + ["global", "spurious", "unconverged", "success_rate", "success_se", "success_lo",
+                             "success_hi", "first_step_away"]
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple:
+    """Wilson score interval (lo, hi) for a binomial proportion (95% at the default z)."""
+    n = positive_int("n", n)
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must be in [0, n = {n}], got {successes}")
+    rate, z2 = successes / n, z * z
+    centre = (rate + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(rate * (1 - rate) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def _run_config(p, k, shortcut, w_init_norm, warmup, s: StudySettings) -> dict:
@@ -87,7 +104,10 @@ def _run_config(p, k, shortcut, w_init_norm, warmup, s: StudySettings) -> dict:
     entry = dict(p=p, k=k, shortcut=shortcut, w_init_norm=w_init_norm, warmup=warmup,
                  **dataclasses.asdict(s), **{"global": int(counts[GLOBAL]), "spurious": int(counts[SPURIOUS]),
                                              "unconverged": int(counts[UNCONVERGED])})
-    entry.update(success_rate=float(rate), success_se=float(math.sqrt(rate * (1 - rate) / s.runs)))
+    lo, hi = wilson_interval(int(counts[GLOBAL]), s.runs)
+    away = int(np.sum(np.asarray(first_step(net, init.a, teacher.a)) < 0)) if w_init_norm == 0 else None
+    entry.update(success_rate=float(rate), success_se=float(math.sqrt(rate * (1 - rate) / s.runs)),
+                 success_lo=lo, success_hi=hi, first_step_away=away)
     return entry
 
 
@@ -118,7 +138,12 @@ def load_results(out) -> list:
     if not path.exists():
         return []
     with open(path) as f:
-        return json.load(f)["entries"]
+        entries = json.load(f)["entries"]
+    for e in entries:   # files written before the interval and first-step counts were recorded
+        if "success_lo" not in e:
+            e["success_lo"], e["success_hi"] = wilson_interval(e["global"], e["runs"])
+        e.setdefault("first_step_away", None)
+    return entries
 
 
 def _sizes(name, values) -> tuple:
@@ -198,8 +223,8 @@ def _variant_label(e) -> str:
 
 
 def plot_success(entries: Sequence[dict], path) -> Path:
-    """Success rate vs k, one panel per p, one line per variant (error bars: one
-    binomial standard error). Writes a PNG at `path`."""
+    """Success rate vs k, one panel per p, one line per variant (error bars: the 95%
+    Wilson interval over the runs). Writes a PNG at `path`."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -218,8 +243,12 @@ def plot_success(entries: Sequence[dict], path) -> Path:
             e0 = es[0]
             # colour: architecture and w_0; dashed: with warm-up (often on top of the solid line).
             color = f"C{2 * (not e0['shortcut']) + (e0['w_init_norm'] != 0)}"
-            ax.errorbar([e["k"] for e in es], [e["success_rate"] for e in es],
-                        yerr=[e["success_se"] for e in es], color=color, ls="--" if e0["warmup"] else "-",
+            rates = np.array([e["success_rate"] for e in es])
+            if all("success_lo" in e for e in es):
+                yerr = [rates - [e["success_lo"] for e in es], [e["success_hi"] for e in es] - rates]
+            else:   # results written before the interval was recorded
+                yerr = [e["success_se"] for e in es]
+            ax.errorbar([e["k"] for e in es], rates, yerr=yerr, color=color, ls="--" if e0["warmup"] else "-",
                         marker="o" if e0["shortcut"] else "s", mfc="none" if e0["warmup"] else color,
                         capsize=2, label=label)
         ax.set_xscale("log", base=2)
@@ -227,7 +256,7 @@ def plot_success(entries: Sequence[dict], path) -> Path:
         ax.set_title(f"patch dimension p = {p}")
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("fraction of runs reaching the global minimum")
+    axes[0][0].set_ylabel(f"fraction reaching the global minimum (95% CI, {entries[0]['runs']} runs)")
     axes[0][-1].legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     path = Path(path)

@@ -18,7 +18,8 @@ from .fit import FitResult, evaluate, logistic_loss, train
 from .nets import MLP, ROLES, ResidualMLP, Trace
 from .optimizers import OPTIMIZERS, PLAIN_ROLES, optimizer, per_layer
 from .propagation import StreamStats, stream_statistics, stream_theory
-from .studies import (FROMAGE_GRIDS, RESNET_METHODS, constant_loss, fromage_study, load_two_class, resnet_spec,
+from .studies import (FROMAGE_GRIDS, RESNET_METHODS, constant_loss, fromage_study, load_two_class, mean_std,
+                      resnet_spec,
                       skipinit_study, stream_study, summarize_fromage, summarize_skipinit)
 from .trust import (DIRECTIONS, TrustMeasurement, lipschitz_bound, relative_change,
                     relative_perturbation, weight_layers)
@@ -42,6 +43,7 @@ __all__ = [
     "lipschitz_bound",
     "load_two_class",
     "logistic_loss",
+    "mean_std",
     "optimizer",
     "per_layer",
     "relative_change",

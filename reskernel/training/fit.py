@@ -111,11 +111,11 @@ def train(spec, x_train, y_train, *, optimizer_name: str = "sgd", learning_rate=
     dt = jax.tree_util.tree_leaves(params)[0].dtype
     xs = (x_train.astype(dt), jnp.asarray(y_train, dt))
     ts = None if x_test is None else (x_test.astype(dt), jnp.asarray(y_test, dt))
-    run = functools.partial(_fit, spec, optimizer_name, opt_static, steps, batch_size, n_evals)
+    static = (spec, optimizer_name, opt_static, steps, batch_size, n_evals)
     lrs = jnp.asarray(lr, dt)
     if lr.ndim == 0:
-        return run(params, xs, ts, lrs, batch_key)
-    return jax.jit(jax.vmap(run, in_axes=(None, None, None, 0, None)))(params, xs, ts, lrs, batch_key)
+        return _fit(*static, params, xs, ts, lrs, batch_key)
+    return _fit_grid(*static, params, xs, ts, lrs, batch_key)
 
 
 def _freeze(v):
@@ -164,3 +164,11 @@ def _fit(spec, name, opt_static, steps, batch_size, n_evals, params, train_data,
     return FitResult(p, train_loss, train_acc, test_loss, jnp.asarray(test_acc, x.dtype), steps_at,
                      jnp.concatenate([first[0][None], losses]),
                      jnp.concatenate([jnp.asarray(first[1], x.dtype)[None], accs.astype(x.dtype)]))
+
+
+# Module-level so that repeated calls (seeds, studies) hit the compilation cache.
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4, 5))
+def _fit_grid(spec, name, opt_static, steps, batch_size, n_evals, params, train_data, test_data, lrs, key):
+    fit_one = lambda lr: _fit(spec, name, opt_static, steps, batch_size, n_evals, params, train_data, test_data,
+                              lr, key)
+    return jax.vmap(fit_one)(lrs)

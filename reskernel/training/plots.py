@@ -55,59 +55,68 @@ def plot_stream(result: dict, path) -> str:
 
 
 def plot_skipinit(result: dict, path) -> str:
-    """Final training loss (diverged runs drawn as x at the top) and test accuracy vs
-    depth, one line per method, one line style per learning rate."""
+    """Final training loss and test accuracy vs depth, one colour per method, one line
+    style per learning rate: the mean over the seeds that did not diverge, error bars
+    one standard deviation over seeds; x at the top: every seed diverged."""
+    from .studies import summarize_skipinit
+
     plt = _pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    recs = result["records"]
-    lrs = sorted({r["learning_rate"] for r in recs})
-    methods = list(dict.fromkeys(r["method"] for r in recs))
-    finite = [r["train_loss"] for r in recs if r["train_loss"] is not None and math.isfinite(r["train_loss"])]
+    rows = summarize_skipinit(result)
+    lrs = sorted({r["learning_rate"] for r in rows})
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    finite = [r["train_loss"] for r in rows if r["train_loss"] is not None]
     top = 10 * max(finite + [1.0])
     styles = ["-", "--", ":", "-."]
+    nan = lambda v: np.nan if v is None else v
     for i, m in enumerate(methods):
         for j, lr in enumerate(lrs):
-            rows = sorted((r for r in recs if r["method"] == m and r["learning_rate"] == lr), key=lambda r: r["depth"])
-            if not rows:
+            rs = sorted((r for r in rows if r["method"] == m and r["learning_rate"] == lr), key=lambda r: r["depth"])
+            if not rs:
                 continue
-            d = [r["depth"] for r in rows]
-            loss = [r["train_loss"] if r["status"] != "diverged" else top for r in rows]
+            d = [r["depth"] for r in rs]
             label = f"{m}, lr {lr:g}"
-            ax1.plot(d, loss, styles[j % 4], color=f"C{i}", label=label)
-            div = [(r["depth"], top) for r in rows if r["status"] == "diverged"]
+            ax1.errorbar(d, [nan(r["train_loss"]) for r in rs], yerr=[nan(r["train_loss_std"]) for r in rs],
+                         fmt=styles[j % 4], color=f"C{i}", capsize=2, label=label)
+            div = [(r["depth"], top) for r in rs if r["diverged"] == r["seeds"]]
             if div:
                 ax1.plot(*zip(*div), "x", color=f"C{i}", ms=8)
-            acc = [r["test_accuracy"] if r["status"] != "diverged" else np.nan for r in rows]
-            ax2.plot(d, acc, styles[j % 4], marker="o", ms=3, color=f"C{i}", label=label)
+            ax2.errorbar(d, [nan(r["test_accuracy"]) for r in rs], yerr=[nan(r["test_accuracy_std"]) for r in rs],
+                         fmt=styles[j % 4], marker="o", ms=3, color=f"C{i}", capsize=2, label=label)
     for ax in (ax1, ax2):
         ax.set_xscale("log")
         ax.set_xlabel("depth (residual blocks)")
     ax1.set_yscale("log")
     ax1.axhline(math.log(2), color="gray", lw=0.8)
-    ax1.set_ylabel("final training loss (x: diverged; line: log 2)")
+    ax1.set_ylabel("final training loss (x: all seeds diverged; line: log 2)")
     ax2.set_ylabel("test accuracy")
     ax2.legend(fontsize=7, ncol=2)
     cfg = result["config"]
-    ax1.set_title(f"{cfg['optimizer']}, {cfg['steps']} steps, width {cfg['width']}")
+    ax1.set_title(f"{cfg['optimizer']}, {cfg['steps']} steps, width {cfg['width']}, "
+                  f"{cfg.get('n_seeds', 1)} seeds (mean +- sd)", fontsize=9)
     return _save(fig, path)
 
 
 def plot_fromage(result: dict, path, fromage_lr: float = 0.01) -> str:
-    """Best final training accuracy over each optimizer's grid vs depth, and Fromage at
-    `fromage_lr` alone (dashed)."""
+    """Final training accuracy vs depth: each optimizer at its grid value with the best
+    mean over seeds, and Fromage at `fromage_lr` alone (dashed); error bars one standard
+    deviation over seeds."""
     plt = _pyplot()
     s = summarize_fromage(result, fromage_lr=fromage_lr)
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for i, (opt, table) in enumerate(sorted(s["best"].items())):
         d = sorted(table)
-        ax.plot(d, [table[k][0] for k in d], "o-", ms=3, color=f"C{i}", label=f"{opt} (best of grid)")
+        ax.errorbar(d, [table[k][0] for k in d], yerr=[table[k][1] for k in d], fmt="o-", ms=3, capsize=2,
+                    color=f"C{i}", label=f"{opt} (best of grid)")
     if s["fromage_at"]:
         d = sorted(s["fromage_at"])
-        ax.plot(d, [s["fromage_at"][k] for k in d], "k--", label=f"fromage, lr {fromage_lr:g}")
+        ax.errorbar(d, [s["fromage_at"][k][0] for k in d], yerr=[s["fromage_at"][k][1] for k in d],
+                    fmt="k--", capsize=2, label=f"fromage, lr {fromage_lr:g}")
     ax.set_xlabel("depth (hidden layers)")
     ax.set_ylabel("final training accuracy")
     cfg = result["config"]
-    ax.set_title(f"MLP width {cfg['width']}, {cfg['init']} init, {cfg['steps']} steps")
+    ax.set_title(f"MLP width {cfg['width']}, {cfg['init']} init, {cfg['steps']} steps, "
+                 f"{cfg.get('n_seeds', 1)} seeds (mean +- sd)", fontsize=9)
     ax.set_ylim(0.4, 1.02)
     ax.legend(fontsize=8)
     return _save(fig, path)

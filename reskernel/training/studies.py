@@ -9,7 +9,10 @@ labels +1/-1 and features of mean square ~1 (`load_two_class` gives such data).
                   learning-rate grid each (Bernstein et al. 2020)
 
 Each study runs its configurations under a tqdm bar, writes its records to `out` (JSON,
-atomically, after every configuration) and skips those already there.
+atomically, after every configuration) and skips those already there. Training studies
+repeat every configuration over `n_seeds` seeds (seed, seed + 1, ...: the initialization
+and the minibatch order change, the data do not); `summarize_skipinit` and
+`summarize_fromage` report the mean and the sample standard deviation over seeds.
 """
 from __future__ import annotations
 
@@ -29,7 +32,8 @@ from .optimizers import check_learning_rate, check_name
 from .propagation import stream_statistics, stream_theory
 
 __all__ = ["RESNET_METHODS", "FROMAGE_GRIDS", "resnet_spec", "load_two_class", "stream_study",
-           "skipinit_study", "fromage_study", "summarize_skipinit", "summarize_fromage", "constant_loss"]
+           "skipinit_study", "fromage_study", "summarize_skipinit", "summarize_fromage", "constant_loss",
+           "mean_std"]
 
 RESNET_METHODS = ("plain", "batchnorm", "skipinit", "scaled")
 FROMAGE_GRIDS = {"sgd": (1.0, 0.1, 0.01), "adam": (0.01, 0.001, 0.0001),
@@ -102,6 +106,21 @@ def _records_of(result, base, lrs, y_train):
     return out
 
 
+def _seeds(seed, n_seeds):
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int, got {seed!r}")
+    return tuple(int(seed) + i for i in range(positive_int("n_seeds", n_seeds)))
+
+
+def mean_std(values) -> tuple:
+    """(mean, sample standard deviation, count) of the finite values; (None, None, 0)
+    when none is finite, std 0.0 for a single value."""
+    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], float)
+    if v.size == 0:
+        return None, None, 0
+    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0, int(v.size)
+
+
 def _run(study, config, groups, run_group, out, overwrite, progress):
     """Run run_group(group) -> records for each group not yet in `out`'s records."""
     records = load_records(out, study, config, overwrite)
@@ -148,11 +167,12 @@ def stream_study(x, *, depth: int = 100, width: int = 256, n_seeds: int = 16, ke
 def skipinit_study(x_train, y_train, x_test, y_test, *, depths=(10, 30, 100, 300),
                    methods: Sequence[str] = ("plain", "batchnorm", "skipinit", "scaled"),
                    width: int = 64, learning_rates=(0.1,), optimizer_name: str = "sgd",
-                   steps: int = 300, batch_size: Optional[int] = 128, seed: int = 0,
+                   steps: int = 300, batch_size: Optional[int] = 128, seed: int = 0, n_seeds: int = 1,
                    out=None, overwrite: bool = False, progress: bool = True) -> dict:
-    """Train each method at each depth on the learning-rate grid (vmapped; same init).
+    """Train each method at each depth and seed on the learning-rate grid (vmapped; the
+    same init for every learning rate of a seed).
 
-    Records: method, depth, learning_rate, initial_loss, train_loss, train_accuracy and
+    Records: method, depth, seed, learning_rate, initial_loss, train_loss, train_accuracy and
     test_accuracy (None if the run diverged), loss_history, status ("diverged": loss not
     finite; "stalled": final training loss >= 0.95 x that of the best constant predictor,
     `constant_loss(y_train)`; else "trained").
@@ -163,15 +183,17 @@ def skipinit_study(x_train, y_train, x_test, y_test, *, depths=(10, 30, 100, 300
         resnet_spec(m, 1, 1)
     check_name(optimizer_name)
     lrs = tuple(float(v) for v in np.atleast_1d(check_learning_rate(np.asarray(learning_rates, float))))
+    seeds = _seeds(seed, n_seeds)
     config = dict(depths=depths, methods=tuple(methods), width=positive_int("width", width),
                   learning_rates=lrs, optimizer=optimizer_name, steps=positive_int("steps", steps),
-                  batch_size=batch_size, seed=seed, n_train=len(y_train), n_test=len(y_test))
-    groups = [(("method", "depth"), {"method": m, "depth": d}) for d in depths for m in methods]
+                  batch_size=batch_size, seed=seed, n_seeds=len(seeds), n_train=len(y_train), n_test=len(y_test))
+    groups = [(("method", "depth", "seed"), {"method": m, "depth": d, "seed": s})
+              for d in depths for m in methods for s in seeds]
 
     def run_group(g):
         spec = resnet_spec(g["method"], g["depth"], width)
         res = train(spec, x_train, y_train, optimizer_name=optimizer_name, learning_rate=np.asarray(lrs),
-                    steps=steps, batch_size=batch_size, key=jax.random.PRNGKey(seed),
+                    steps=steps, batch_size=batch_size, key=jax.random.PRNGKey(g["seed"]),
                     x_test=x_test, y_test=y_test)
         return _records_of(jax.device_get(res), g, lrs, y_train)
 
@@ -180,14 +202,15 @@ def skipinit_study(x_train, y_train, x_test, y_test, *, depths=(10, 30, 100, 300
 
 def fromage_study(x_train, y_train, x_test, y_test, *, depths=(2, 5, 10, 15, 20, 25, 30, 40, 50),
                   grids=None, width: int = 128, init: str = "pytorch", steps: int = 500,
-                  batch_size: Optional[int] = 128, seed: int = 0, out=None,
+                  batch_size: Optional[int] = 128, seed: int = 0, n_seeds: int = 1, out=None,
                   overwrite: bool = False, progress: bool = True) -> dict:
     """Train MLP(depth, width, init) with each optimizer on its grid (default FROMAGE_GRIDS,
     the paper's grids for SGD, Adam and Fromage). SGD and LARS use momentum 0.9.
 
     With init="pytorch" every leaf (biases too, nonzero at init) gets the layerwise update,
     as in the paper's code; with init="he" the zero biases go to the plain route.
-    Records as in skipinit_study, with "optimizer" in place of "method".
+    Records as in skipinit_study, with "optimizer" in place of "method", one per
+    (optimizer, depth, seed, learning rate).
     """
     x_train, y_train, x_test, y_test = _check_data(x_train, y_train, x_test, y_test)
     depths = _depths(depths)
@@ -197,9 +220,11 @@ def fromage_study(x_train, y_train, x_test, y_test, *, depths=(2, 5, 10, 15, 20,
         check_learning_rate(np.asarray(grid, float), f"grids[{name!r}]")
     grids = {k: tuple(float(v) for v in np.atleast_1d(g)) for k, g in grids.items()}
     MLP(1, width, init=init)
+    seeds = _seeds(seed, n_seeds)
     config = dict(depths=depths, grids=grids, width=width, init=init, steps=positive_int("steps", steps),
-                  batch_size=batch_size, seed=seed, n_train=len(y_train), n_test=len(y_test))
-    groups = [(("optimizer", "depth"), {"optimizer": o, "depth": d}) for d in depths for o in grids]
+                  batch_size=batch_size, seed=seed, n_seeds=len(seeds), n_train=len(y_train), n_test=len(y_test))
+    groups = [(("optimizer", "depth", "seed"), {"optimizer": o, "depth": d, "seed": s})
+              for d in depths for o in grids for s in seeds]
     extra = {"plain_roles": ()} if init == "pytorch" else {}
 
     def run_group(g):
@@ -207,42 +232,65 @@ def fromage_study(x_train, y_train, x_test, y_test, *, depths=(2, 5, 10, 15, 20,
         lrs = grids[g["optimizer"]]
         kw = extra if g["optimizer"] in ("lars", "fromage") else {}
         res = train(spec, x_train, y_train, optimizer_name=g["optimizer"], learning_rate=np.asarray(lrs),
-                    steps=steps, batch_size=batch_size, key=jax.random.PRNGKey(seed),
+                    steps=steps, batch_size=batch_size, key=jax.random.PRNGKey(g["seed"]),
                     x_test=x_test, y_test=y_test, **kw)
         return _records_of(jax.device_get(res), g, lrs, y_train)
 
     return _run("fromage", config, groups, run_group, out, overwrite, progress)
 
 
+def _accuracy(r):
+    """Final training accuracy of a record, 0 for a diverged run (it predicts nothing)."""
+    a = r["train_accuracy"]
+    return 0.0 if r["status"] == "diverged" or a is None or not math.isfinite(a) else float(a)
+
+
 def summarize_skipinit(result: dict) -> list:
-    """Rows (method, depth, learning_rate, train_loss, train_accuracy, test_accuracy, status)."""
-    keys = ("method", "depth", "learning_rate", "train_loss", "train_accuracy", "test_accuracy", "status")
-    rows = [tuple(r[k] for k in keys) for r in result["records"]]
-    return sorted(rows, key=lambda r: (r[2], RESNET_METHODS.index(r[0]) if r[0] in RESNET_METHODS else 9, r[1]))
+    """One row per (method, depth, learning_rate), aggregated over seeds: dicts with
+    seeds (count), trained / stalled / diverged (counts), and mean / std over the
+    seeds that did not diverge of train_loss, train_accuracy and test_accuracy
+    (keys "<name>" and "<name>_std"; None where every seed diverged)."""
+    groups = {}
+    for r in result["records"]:
+        groups.setdefault((r["method"], r["depth"], r["learning_rate"]), []).append(r)
+    rows = []
+    for (m, d, lr), rs in groups.items():
+        row = dict(method=m, depth=d, learning_rate=lr, seeds=len(rs),
+                   **{st: sum(r["status"] == st for r in rs) for st in ("trained", "stalled", "diverged")})
+        ok = [r for r in rs if r["status"] != "diverged"]
+        for name in ("train_loss", "train_accuracy", "test_accuracy"):
+            row[name], row[name + "_std"], _ = mean_std([r[name] for r in ok])
+        rows.append(row)
+    order = lambda r: (r["learning_rate"], RESNET_METHODS.index(r["method"]) if r["method"] in RESNET_METHODS
+                       else 9, r["depth"])
+    return sorted(rows, key=order)
 
 
 def summarize_fromage(result: dict, threshold: float = 0.9, fromage_lr: float = 0.01) -> dict:
-    """Best final training accuracy per (optimizer, depth) over its grid, Fromage at
-    `fromage_lr` alone, and per optimizer the deepest depth reaching `threshold`.
+    """Per (optimizer, depth): the grid value with the best mean final training accuracy
+    over seeds (a diverged run counts as accuracy 0), that mean and its standard
+    deviation over seeds; Fromage at `fromage_lr` alone; per optimizer the deepest
+    depth whose (best) mean accuracy reaches `threshold`.
 
-    Returns {"best": {opt: {depth: (accuracy, lr)}}, "fromage_at": {depth: accuracy},
-    "deepest": {opt: depth or None, "fromage@lr": ...}}.
+    Returns {"best": {opt: {depth: (mean, std, lr)}}, "fromage_at": {depth: (mean, std)},
+    "deepest": {opt: depth or None, "fromage@<lr>": ...}, "threshold", "seeds"}.
     """
-    best, fixed = {}, {}
+    groups = {}
     for r in result["records"]:
-        acc = r["train_accuracy"] if r["train_accuracy"] is not None else 0.0
-        if not np.isfinite(acc) or r["status"] == "diverged":
-            acc = 0.0
-        cur = best.setdefault(r["optimizer"], {}).get(r["depth"])
-        if cur is None or acc > cur[0]:
-            best[r["optimizer"]][r["depth"]] = (acc, r["learning_rate"])
-        if r["optimizer"] == "fromage" and math.isclose(r["learning_rate"], fromage_lr):
-            fixed[r["depth"]] = acc
+        groups.setdefault((r["optimizer"], r["depth"], r["learning_rate"]), []).append(_accuracy(r))
+    best, fixed, n = {}, {}, 0
+    for (opt, d, lr), accs in sorted(groups.items()):
+        mean, std, n = mean_std(accs)
+        cur = best.setdefault(opt, {}).get(d)
+        if cur is None or mean > cur[0]:
+            best[opt][d] = (mean, std, lr)
+        if opt == "fromage" and math.isclose(lr, fromage_lr):
+            fixed[d] = (mean, std)
 
     def deepest(table):
-        ok = [d for d, a in table.items() if a >= threshold]
+        ok = [d for d, v in table.items() if v[0] >= threshold]
         return max(ok) if ok else None
 
-    out = {opt: deepest({d: v[0] for d, v in t.items()}) for opt, t in best.items()}
+    out = {opt: deepest(t) for opt, t in best.items()}
     out[f"fromage@{fromage_lr:g}"] = deepest(fixed)
-    return {"best": best, "fromage_at": fixed, "deepest": out, "threshold": threshold}
+    return {"best": best, "fromage_at": fixed, "deepest": out, "threshold": threshold, "seeds": n}
