@@ -1,18 +1,29 @@
 """Memory-lean empirical NNGP/NTK: weights drawn layer by layer from per-layer keys, never stored.
 
 A depth-100 ResNet of width 8192 has 2 * 100 * 8192^2 = 13.4e9 weights (54 GB in float32);
-here each layer's weights are generated inside the `lax.scan` from jax.random.fold_in(key, l),
-used, and dropped. The forward scan stores only the n activations entering each layer,
-(L, n, m); the backward scan regenerates the same weights and accumulates the structured NTK
+here each layer's weights are generated inside the `lax.scan` from the key of that layer,
+used, and dropped. The forward scan stores the n activations entering each layer (and, for
+the ResNet, the block's hidden relu outputs), (L, n, m) each; the backward scan regenerates
+the same weights and accumulates the structured NTK
   sum_layers c^2 <u, u'> <delta, delta'>
 (c^2 and the (u, delta) pairs exactly as reskernel.empirical's "structured" method).
+
+Weights: every layer's matrices are regenerated twice (forward and backward), so drawing them
+dominates the cost unless it is cheap. jax.random.normal costs ~65 ns per float32 on a CPU core
+(threefry, rbg and unsafe_rbg alike: 1.1-1.4 s for 4096^2 with jax 0.10.2), ~10x a 64-row matmul
+over the same matrix. Here the Gaussians come from a keyed counter hash instead: two rounds of
+the lowbias32 integer mixer (Wellons), u = H(H(i ^ k0) + k1) over the element index i, with
+the two 32-bit words (k0, k1) of each layer drawn by jax.random from that layer's key; the top
+23 bits give a uniform on the open interval (-1, 1) and z = sqrt(2) erfinv(u) a standard normal
+(the transform jax.random.normal uses), truncated at |z| < 5.3 (probability 1e-7).
+That is ~7 ns per float32, plain uint32 arithmetic that runs unchanged on GPUs.
+The moments, tails and independence of the draws are tested in tests/test_sweeps.py.
 
 Key layout (`lean_params` materializes the same weights for checks at small size):
   key -> (k_first, k_layers) = split(key)
   [first | v] = N(k_first, (m, d + 1)): the first layer (FFNet W_1, ResNet A) and the readout v
   FFNet:  W_l = N(fold_in(k_layers, l), (m, m)), l = 2..L
   ResNet: (W_l, V_l) = N(fold_in(k_layers, l), (2, m, m)), l = 1..L
-Each normal draw is a threefry site that costs compile time (~0.6 s CPU), hence few, larger draws.
 """
 from __future__ import annotations
 
@@ -38,8 +49,31 @@ def _gram(a):
     return _mm(a, a.T)
 
 
+def _mix(x):
+    """lowbias32 (C. Wellons): a bijective uint32 mixer with near-ideal avalanche."""
+    x = x ^ (x >> 16)
+    x = x * jnp.uint32(0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = x * jnp.uint32(0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def hash_normal(key, shape, dtype=jnp.float32):
+    """Standard normals of `shape` from `key` (raw uint32 or typed), by the keyed counter hash
+    described in the module docstring. Computed in float32, returned in `dtype`."""
+    size = math.prod(shape)
+    if size >= 2 ** 32:
+        raise ValueError(f"hash_normal draws fewer than 2^32 numbers at once, got shape {shape}")
+    k = jax.random.bits(key, (2,), jnp.uint32)
+    i = jax.lax.iota(jnp.uint32, size).reshape(shape)
+    b = _mix(_mix(i ^ k[0]) + k[1])
+    one_two = jax.lax.bitcast_convert_type((b >> 9) | jnp.uint32(0x3F800001), jnp.float32)  # (1, 2), odd mantissa
+    u = (one_two - 1.5) * 2.0  # exact: symmetric in (-1, 1), never +-1
+    return (math.sqrt(2.0) * jax.lax.erf_inv(u)).astype(dtype)
+
+
 def _normal(key, shape, dtype):
-    return jax.random.normal(key, shape, dtype=dtype)
+    return hash_normal(key, shape, dtype)
 
 
 def _ffnet_layer(k_layers, l, m, dtype):
@@ -91,17 +125,18 @@ def _ffnet_one(key, x, depth, *, max_depth, width, trained):
     g = jnp.broadcast_to(v, xL.shape)
 
     def bwd(carry, inp):
-        l, xl = inp
+        l, xl = inp  # xl enters layer l; carry's x_out leaves it (relu'(h_l) = [x_out > 0])
 
         def step(carry):
-            g, ntk = carry
+            g, ntk, x_out = carry
             w = _ffnet_layer(k_layers, l, m, dtype)
-            delta = c * g * (_mm(xl, w.T) > 0)
-            return _mm(delta, w), ntk + _gram(xl) * _gram(delta)
-        return jax.lax.cond(l <= depth, step, lambda c: c, carry), None
+            delta = c * g * (x_out > 0)
+            return _mm(delta, w), ntk + _gram(xl) * _gram(delta), x_out
+        g, ntk, _ = jax.lax.cond(l <= depth, step, lambda c: c, carry)
+        return (g, ntk, xl), None  # skipped layers pass x through: their input is x_L as well
 
     ntk0 = jnp.zeros((x.shape[0],) * 2, dtype)
-    (g, ntk), _ = jax.lax.scan(bwd, (g, ntk0), (ls, xs), reverse=True)
+    (g, ntk, _), _ = jax.lax.scan(bwd, (g, ntk0, xL), (ls, xs), reverse=True)
     delta = c * g * (h1 > 0)
     ntk = ntk + _gram(x) * _gram(delta)
     return nngp, (ntk + nngp if trained == "all" else ntk)
@@ -119,29 +154,28 @@ def _resnet_one(key, x, depth, scales, *, max_depth, width, trained):
         def step(xl):
             w, v = _resnet_block(k_layers, l, m, dtype)
             z = jnp.maximum(c * _mm(xl, w.T), 0)
-            return xl + (a * rm) * _mm(z, v.T)
-        return jax.lax.cond(l <= depth, step, lambda xl: xl, xl), xl
+            return xl + (a * rm) * _mm(z, v.T), z
+        x_next, z = jax.lax.cond(l <= depth, step, lambda xl: (xl, jnp.zeros_like(xl)), xl)
+        return x_next, (xl, z)
 
     ls = jnp.arange(1, max_depth + 1)
-    xL, xs = jax.lax.scan(fwd, x0, (ls, scales))
+    xL, (xs, zs) = jax.lax.scan(fwd, x0, (ls, scales))
     nngp = _gram(xL)
     g = jnp.broadcast_to(v, xL.shape)
 
     def bwd(carry, inp):
-        l, a, xl = inp
+        l, a, xl, z = inp
 
         def step(carry):
             g, ntk = carry
             w, v = _resnet_block(k_layers, l, m, dtype)
-            h = c * _mm(xl, w.T)
-            z = jnp.maximum(h, 0)
-            dw = (a * rm) * _mm(g, v) * (h > 0)
+            dw = (a * rm) * _mm(g, v) * (z > 0)
             ntk = ntk + (a * a / m) * _gram(z) * _gram(g) + (2.0 / m) * _gram(xl) * _gram(dw)
             return g + c * _mm(dw, w), ntk
         return jax.lax.cond(l <= depth, step, lambda c: c, carry), None
 
     ntk0 = jnp.zeros((x.shape[0],) * 2, dtype)
-    (g0, ntk), _ = jax.lax.scan(bwd, (g, ntk0), (ls, scales, xs), reverse=True)
+    (g0, ntk), _ = jax.lax.scan(bwd, (g, ntk0), (ls, scales, xs, zs), reverse=True)
     if trained == "all":
         ntk = ntk + _gram(x) * _gram(g0) / m + nngp
     return nngp, ntk
@@ -187,6 +221,9 @@ def lean_kernels(keys, x, *, arch, width, trained="hidden", max_depth=None):
 
 
 def bytes_per_seed(arch, width: int, n: int, itemsize: int) -> int:
-    """Estimated peak bytes per vmapped network: stored activations (depth, n, m), the live
-    weights of a layer with their random-bit buffers (~8 m^2), and (n, m) work arrays."""
-    return int(itemsize * (arch.depth * n * width + 8 * width * width + 16 * n * width + 4 * n * n))
+    """Estimated peak bytes per vmapped network: stored activations ((depth, n, m), twice for
+    the ResNet), the live weights of a layer with their uint32 hash buffers (~3 m^2 per
+    matrix), and (n, m) work arrays."""
+    mats = 1 if isinstance(arch, FeedForward) else 2
+    return int(itemsize * (mats * arch.depth * n * width + 3 * mats * width * width
+                           + 16 * n * width + 4 * n * n))

@@ -33,18 +33,18 @@ import numpy as np
 
 from . import _checks
 from ._io import read_json, write_json_atomic
-from ._lean import bytes_per_seed, lean_kernels, lean_params
+from ._lean import bytes_per_seed, hash_normal, lean_kernels, lean_params
 from .analytic import kernel
 from .arch import FeedForward, ResNet, check_trained
 from .precision import enable_x64
 
 __all__ = ["sweep", "summarize", "fit_slope", "width_for_error", "parse_arch", "arch_name",
            "lean_kernels", "lean_params", "seed_chunk", "memory_budget", "plot_sweep", "plot_joint",
-           "sweep_command", "KERNELS", "METRICS"]
+           "sweep_command", "joint_limit", "theory_width", "diagonal_relative_variance",
+           "hash_normal", "KERNELS", "METRICS"]
 
 KERNELS = ("nngp", "ntk")
 METRICS = ("frob", "entry")
-THEORY_DEPTH_EXPONENT = {"ffnet": 1.0, "resnet": 0.0}
 
 
 # --- specs ---------------------------------------------------------------------------
@@ -184,10 +184,116 @@ def width_for_error(widths, medians, target):
     return float(w), not (min(widths) <= w <= max(widths))
 
 
+# --- joint limit: theory ------------------------------------------------------------
+
+def diagonal_relative_variance(arch, width) -> float:
+    """Exact Var[E(x, x)] / K(x, x)^2 for the empirical NNGP diagonal E(x, x) = |x_L|^2 of one
+    network of `width` with Gaussian weights (any input x != 0; the depth-width joint limit).
+
+    Every layer multiplies |x|^2 by an independent factor (Hanin & Rolnick 2018; the exact
+    moments are derived in reskernel.lengths):
+      FFNet:  (2/m) chi^2 of Binomial(m, 1/2) dof, second moment 1 + 5/m:
+              prod_{l=1..L} (1 + 5/m) - 1  ~  5 L / m  (exp(5 L / m) - 1 for L ~ m).
+      ResNet: the embedding |A x|^2 / m (second moment 1 + 2/m) and per block, e = a_l^2,
+              E Z = 1 + e, E Z^2 = 1 + 2e + 4e/m + e^2 (1 + 5/m)(1 + 2/m):
+              (1 + 2/m) prod_l E Z_l^2 / (E Z_l)^2 - 1  ~  (2 + 4 sum_l a_l^2) / m,
+              bounded in depth when sum_l a_l^2 = L^(1 - 2 gamma) is (gamma >= 1/2).
+    `width` may be any real > 0 (used to solve for the width); returns a float64 number.
+    """
+    if not isinstance(arch, (FeedForward, ResNet)):
+        raise TypeError(f"arch must be a FeedForward or a ResNet, got {type(arch).__name__}")
+    m = float(width)
+    if not (math.isfinite(m) and m > 0):
+        raise ValueError(f"width must be a finite number > 0, got {width!r}")
+    s = _log_second_moment_ratio(arch, m)
+    return math.expm1(s) if s < 700 else float("inf")
+
+
+def _log_second_moment_ratio(arch, m):
+    """log(E[E(x,x)^2] / K(x,x)^2) (see diagonal_relative_variance), float64."""
+    if isinstance(arch, FeedForward):
+        return arch.depth * math.log1p(5.0 / m)
+    e = np.asarray(arch.branch_scales, np.float64) ** 2
+    ratio = (1 + 2 * e + 4 * e / m + e * e * (1 + 5 / m) * (1 + 2 / m)) / (1 + e) ** 2
+    return float(math.log1p(2.0 / m) + np.sum(np.log(ratio)))
+
+
+def theory_width(arch, target: float) -> float:
+    """Width m (real) at which the relative standard deviation of the empirical NNGP diagonal,
+    sqrt(diagonal_relative_variance(arch, m)), equals `target` (> 0): ~ 5 L / target^2 for
+    the FFNet (linear in depth), -> 2 / target^2 for ResNets with gamma > 1/2 (bounded)."""
+    from scipy.optimize import brentq
+
+    if not (isinstance(target, (int, float)) and math.isfinite(target) and target > 0):
+        raise ValueError(f"target must be a finite number > 0, got {target!r}")
+    if not isinstance(arch, (FeedForward, ResNet)):
+        raise TypeError(f"arch must be a FeedForward or a ResNet, got {type(arch).__name__}")
+
+    def f(lm):  # log(relative variance) - log(target^2), computed without overflow
+        s = _log_second_moment_ratio(arch, math.exp(lm))
+        return (s + math.log(-math.expm1(-s)) if s > 1e-300 else -math.inf) - 2 * math.log(target)
+    lo, hi = math.log(1e-3), math.log(1e15)
+    if f(hi) > 0:
+        return float("inf")
+    return float(math.exp(brentq(f, lo, hi, xtol=1e-10)))
+
+
+def joint_limit(results: dict, target_error: float = 0.1) -> dict:
+    """The joint depth-width limit from a sweep's content (sweep.json), theory beside measurement.
+
+    Returns {"rows": [...], "exponents": [...]}:
+      rows, per (arch, depth, kernel): "width", the width at which the median relative
+        Frobenius error reaches `target_error` (log-log fit over the swept widths,
+        "extrapolated" when outside them), and "theory_width", the width at which the
+        relative std of the NNGP diagonal reaches it (`theory_width`; the same number for
+        both kernels, a scale reference: the metrics differ by O(1) factors).
+      exponents, per (arch, kernel) with >= 2 depths: the fitted log-log slope of width vs
+        depth, "measured" and "theory_fit" (of theory_width over the same depths), and the
+        asymptotic "theory": 1 for the FFNet, 0 for ResNets with gamma >= 1/2, None otherwise.
+    """
+    if not (isinstance(target_error, (int, float)) and math.isfinite(target_error) and target_error > 0):
+        raise ValueError(f"target_error must be a finite number > 0, got {target_error!r}")
+    cfg = results["config"]
+    rows = []
+    for name in cfg["archs"]:
+        fam = parse_arch(name)
+        for depth in cfg["depths"]:
+            th = theory_width(_arch(fam, depth), target_error)
+            for kern in KERNELS:
+                ws, meds = [], []
+                for width in cfg["widths"]:
+                    cell = results["cells"].get(f"{name}|{depth}|{width}")
+                    if not cell:
+                        continue
+                    e = [v for s, v in zip(cell["seeds"], cell[kern]["frob"]) if s < cfg["seeds"]]
+                    if e:
+                        ws.append(width)
+                        meds.append(float(np.median(e)))
+                if len(ws) < 2:
+                    continue
+                w, extra = width_for_error(ws, meds, target_error)
+                rows.append({"arch": name, "depth": depth, "kernel": kern, "target": target_error,
+                             "width": w, "extrapolated": extra, "theory_width": th})
+    exponents = []
+    for name in cfg["archs"]:
+        fam = parse_arch(name)
+        asym = 1.0 if fam[0] == "ffnet" else (0.0 if fam[1] >= 0.5 else None)
+        for kern in KERNELS:
+            pts = [(r["depth"], r["width"], r["theory_width"]) for r in rows
+                   if r["arch"] == name and r["kernel"] == kern and math.isfinite(r["width"])]
+            if len(set(p[0] for p in pts)) >= 2:
+                ld = np.log([p[0] for p in pts])
+                exponents.append({"arch": name, "kernel": kern, "target": target_error,
+                                  "measured": float(np.polyfit(ld, np.log([p[1] for p in pts]), 1)[0]),
+                                  "theory_fit": float(np.polyfit(ld, np.log([p[2] for p in pts]), 1)[0]),
+                                  "theory": asym, "depths": [p[0] for p in pts]})
+    return {"rows": rows, "exponents": exponents}
+
+
 def summarize(results: dict, target_error: float = 0.05) -> dict:
     """Percentiles, width slopes and the joint depth-width table from sweep.json's content."""
     cfg = results["config"]
-    rows, slopes, joint = [], [], []
+    rows, slopes = [], []
     for name in cfg["archs"]:
         for depth in cfg["depths"]:
             for kern in KERNELS:
@@ -215,21 +321,8 @@ def summarize(results: dict, target_error: float = 0.05) -> dict:
                     slopes.append({"arch": name, "depth": depth, "kernel": kern, "metric": met,
                                    "slope": slope, "stderr": se, "slope_of_medians": float(med),
                                    "widths": ws})
-                    if met == "frob":
-                        w, extra = width_for_error(ws, [np.median(e) for _, e in pts], target_error)
-                        joint.append({"arch": name, "depth": depth, "kernel": kern, "target": target_error,
-                                      "width": w, "extrapolated": extra})
-    exponents = []
-    for name in cfg["archs"]:
-        for kern in KERNELS:
-            pts = [(j["depth"], j["width"]) for j in joint
-                   if j["arch"] == name and j["kernel"] == kern and math.isfinite(j["width"])]
-            if len(pts) >= 2:
-                e = float(np.polyfit(np.log([p[0] for p in pts]), np.log([p[1] for p in pts]), 1)[0])
-                kind = "ffnet" if name == "ffnet" else "resnet"
-                exponents.append({"arch": name, "kernel": kern, "measured": e,
-                                  "theory": THEORY_DEPTH_EXPONENT[kind] if kern == "ntk" else None})
-    return {"rows": rows, "slopes": slopes, "joint": joint, "depth_exponents": exponents}
+    joint = joint_limit(results, target_error)
+    return {"rows": rows, "slopes": slopes, "joint": joint["rows"], "depth_exponents": joint["exponents"]}
 
 
 # --- the sweep -----------------------------------------------------------------------
@@ -336,6 +429,9 @@ def sweep(out, *, archs: Sequence = ("ffnet", "resnet:1", "resnet:0.75", "resnet
                 log(f"{name} depth {depth} width {width}: chunk {chunk} may exceed the memory budget "
                     f"({budget / 2**30:.1f} GiB, ~{bytes_per_seed(deepest, width, x.shape[0], itemsize) / 2**30:.2f} "
                     f"GiB per seed); {fit} would fit")
+            elif chunk is not None and size < len(missing):
+                log(f"{name} depth {depth} width {width}: chunks of {size} seeds (as given; {fit} would fit "
+                    f"the {budget / 2**30:.1f} GiB budget)")
             elif size < len(missing):
                 log(f"{name} depth {depth} width {width}: {len(missing)} seeds do not fit at once in "
                     f"{budget / 2**30:.1f} GiB; using chunks of {size} seeds")
@@ -421,7 +517,9 @@ def plot_joint(results: dict, path) -> Path:
         for name in results["config"]["archs"]:
             pts = [j for j in joint if j["arch"] == name and j["kernel"] == kern and math.isfinite(j["width"])]
             if pts:
-                ax.plot([p["depth"] for p in pts], [p["width"] for p in pts], "o-", label=name)
+                line, = ax.plot([p["depth"] for p in pts], [p["width"] for p in pts], "o-", label=f"{name} measured")
+                ax.plot([p["depth"] for p in pts], [p["theory_width"] for p in pts], "--", color=line.get_color(),
+                        label=f"{name} theory (NNGP diagonal)")
         ax.set_xscale("log")
         ax.set_yscale("log")
         target = joint[0]["target"] if joint else float("nan")
@@ -491,13 +589,15 @@ def _sweep_command():
             if r["metric"] == "frob":
                 click.echo(f"{r['arch']:<13}{r['depth']:>6}{r['kernel']:>7}{r['slope']:>17.3f} +- {r['stderr']:.3f}"
                            f"{r['slope_of_medians']:>14.3f}")
+        click.echo(f"joint limit: width for median relative Frobenius error {target_error:g} (measured) beside the "
+                   f"width for NNGP-diagonal relative std {target_error:g} (theory)")
         for r in s["joint"]:
-            if r["kernel"] == "ntk":
-                click.echo(f"width for NTK error {r['target']:g}: {r['arch']:<13} depth {r['depth']:>4}: "
-                           f"{r['width']:.0f}{' (extrapolated)' if r['extrapolated'] else ''}")
+            click.echo(f"  {r['arch']:<13} depth {r['depth']:>5} {r['kernel']:<5} measured {r['width']:>10.0f}"
+                       f"{' (extrapolated)' if r['extrapolated'] else '               '}  theory {r['theory_width']:>10.0f}")
         for r in s["depth_exponents"]:
-            th = "" if r["theory"] is None else f" (theory {r['theory']:g})"
-            click.echo(f"width-for-error ~ depth^{r['measured']:.2f}: {r['arch']} {r['kernel']}{th}")
+            th = "" if r["theory"] is None else f", asymptotic {r['theory']:g}"
+            click.echo(f"width-for-error ~ depth^{r['measured']:.2f} measured, depth^{r['theory_fit']:.2f} theory{th}: "
+                       f"{r['arch']} {r['kernel']}")
         click.echo(f"wrote {Path(out) / 'sweep.json'}" + (f", sweep.png, sweep_joint.png" if plot else ""))
 
     return sweep_cmd

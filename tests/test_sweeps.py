@@ -89,9 +89,101 @@ def test_sweep_partial_cell_then_more_seeds(tmp_path):
 def test_chunk_from_memory_budget():
     arch = rk.ResNet(100, gamma=1.0)
     per = bytes_per_seed(arch, 8192, 64, 4)
-    assert 2 * 2**30 < per < 3 * 2**30  # 0.2 GB activations + 8 m^2 floats of weights and RNG buffers
+    # 2 x 0.2 GiB stored activations + W, V and their uint32 hash buffers (6 m^2 floats, 1.5 GiB)
+    assert 1.8 * 2**30 < per < 2.2 * 2**30
+    assert bytes_per_seed(rk.FeedForward(100), 8192, 64, 4) < 0.6 * per  # one matrix per layer
     assert sweeps.seed_chunk(arch, 8192, 64, 4, 100, 24 * 2**30) == 24 * 2**30 // per
     assert sweeps.seed_chunk(arch, 8192, 64, 4, 100, 1) == 1
+
+
+def test_too_many_seeds_for_memory_reports_chunk(tmp_path):
+    messages = []
+    arch = rk.ResNet(3, gamma=1.0)
+    budget = 2 * bytes_per_seed(arch, 16, 4, 4) + 1  # two seeds fit
+    res = sweeps.sweep(tmp_path, archs=["resnet:1"], depths=[3], widths=[16], seeds=5, n_inputs=4, d_in=3,
+                       memory_bytes=budget, progress=False, plot=False, log=messages.append)
+    assert any("5 seeds do not fit" in m and "chunks of 2 seeds" in m for m in messages), messages
+    cell = res["cells"]["resnet:1|3|16"]
+    assert cell["chunk"] == 2 and cell["seeds"] == [0, 1, 2, 3, 4] and len(set(cell["ntk"]["frob"])) == 5
+    messages.clear()
+    sweeps.sweep(tmp_path / "b", archs=["resnet:1"], depths=[3], widths=[16], seeds=3, n_inputs=4, d_in=3,
+                 chunk=3, memory_bytes=budget, progress=False, plot=False, log=messages.append)
+    assert any("chunk 3 may exceed" in m and "2 would fit" in m for m in messages), messages
+
+
+def test_hash_normal_is_standard_normal_and_independent():
+    from scipy import stats
+
+    key = jax.random.PRNGKey(7)
+    z = np.asarray(sweeps.hash_normal(key, (1024, 1024)), np.float64).ravel()
+    n = z.size
+    # Moments against N(0, 1) with their sampling standard deviations (var 2, E z^4 sd sqrt(96)).
+    assert abs(z.mean()) < 5 / math.sqrt(n)
+    assert abs(z.var() - 1) < 5 * math.sqrt(2 / n)
+    assert abs((z ** 4).mean() - 3) < 5 * math.sqrt(96 / n)
+    assert abs(np.mean(np.maximum(z, 0) ** 4) - 1.5) < 5 * math.sqrt(48 / n)  # drives Var |x_L|^2 (1 + 5/m)
+    assert stats.kstest(z[:200_000], "norm").pvalue > 1e-4
+    assert np.all(np.isfinite(z)) and np.abs(z).max() < 5.4
+    # Neighbouring elements, rows, and the streams of neighbouring layer keys are uncorrelated.
+    z2 = np.asarray(sweeps.hash_normal(jax.random.fold_in(key, 1), (1024, 1024)), np.float64).ravel()
+    for a, b in ((z[:-1], z[1:]), (z[:-1024], z[1024:]), (z, z2)):
+        assert abs(np.corrcoef(a, b)[0, 1]) < 5 / math.sqrt(n)
+    # Same key, same numbers (weights are regenerated in the backward pass); typed keys accepted.
+    np.testing.assert_array_equal(np.asarray(sweeps.hash_normal(key, (1024, 1024))).ravel(), z.astype(np.float32))
+    assert sweeps.hash_normal(jax.random.key(7), (3,)).shape == (3,)
+    with pytest.raises(ValueError, match="2\\^32"):
+        sweeps.hash_normal(key, (2 ** 16, 2 ** 16))
+
+
+@pytest.mark.parametrize("arch,width", [(rk.FeedForward(6), 32), (rk.ResNet(6, gamma=0.5), 16)])
+def test_diagonal_variance_theory_vs_simulated_networks(arch, width):
+    """Hanin-Rolnick factor moments (exact) against 4000 lean-simulated networks, MC error bars."""
+    x = np.array([[1.0, 0.0, 0.0], [0.6, 0.8, 0.0]], np.float32)
+    keys = jax.random.split(jax.random.PRNGKey(11), 4000)
+    nngp, _ = sweeps.lean_kernels(keys, jnp.asarray(x), arch=arch, width=width)
+    scale = 1.0 if isinstance(arch, rk.FeedForward) else float(np.prod(1 + np.asarray(arch.branch_scales) ** 2))
+    y = np.asarray(nngp, np.float64)[:, 0, 0] / scale  # E[y] = 1 exactly
+    assert abs(y.mean() - 1) < 4 * y.std() / math.sqrt(len(y))
+    sq = (y - 1) ** 2
+    theory = sweeps.diagonal_relative_variance(arch, width)
+    assert abs(sq.mean() - theory) < 4 * sq.std() / math.sqrt(len(sq)), (sq.mean(), theory)
+
+
+def test_theory_width_joint_limit_scalings():
+    eps = 0.1
+    ff = [sweeps.theory_width(rk.FeedForward(L), eps) for L in (100, 400)]
+    assert ff[1] / ff[0] == pytest.approx(4.0, rel=0.01)  # width ~ depth
+    assert ff[0] == pytest.approx(5 * 100 / math.log1p(eps ** 2), rel=0.01)  # exp(5L/m) - 1 = eps^2
+    # ResNet: (2 + 4 sum a^2) / eps^2: bounded, -> 200 (gamma > 1/2), -> 600 (gamma = 1/2).
+    r1 = [sweeps.theory_width(rk.ResNet(L, gamma=1.0), eps) for L in (10, 100, 1000)]
+    assert r1[0] > r1[1] > r1[2] == pytest.approx(200, rel=0.01)
+    assert sweeps.theory_width(rk.ResNet(1000, gamma=0.5), eps) == pytest.approx(600, rel=0.01)
+    v = sweeps.diagonal_relative_variance(rk.FeedForward(50), 1e5)
+    assert v == pytest.approx((1 + 5 / 1e5) ** 50 - 1, rel=1e-9) and v == pytest.approx(5 * 50 / 1e5, rel=2e-3)
+    with pytest.raises(ValueError, match="target"):
+        sweeps.theory_width(rk.FeedForward(3), 0.0)
+    with pytest.raises(ValueError, match="width"):
+        sweeps.diagonal_relative_variance(rk.FeedForward(3), -1)
+    with pytest.raises(TypeError, match="arch"):
+        sweeps.diagonal_relative_variance("ffnet", 10)
+
+
+def test_joint_limit_table(small_sweep):
+    _, res = small_sweep
+    joint = sweeps.joint_limit(res, 0.1)
+    assert {(r["arch"], r["depth"], r["kernel"]) for r in joint["rows"]} == {
+        (a, d, k) for a in ("ffnet", "resnet:1") for d in (2, 4) for k in ("nngp", "ntk")}
+    for r in joint["rows"]:
+        assert r["theory_width"] == pytest.approx(sweeps.theory_width(
+            rk.FeedForward(r["depth"]) if r["arch"] == "ffnet" else rk.ResNet(r["depth"], gamma=1.0), 0.1))
+        assert 0 < r["width"] < math.inf
+    ex = {(e["arch"], e["kernel"]): e for e in joint["exponents"]}
+    assert ex[("ffnet", "ntk")]["theory"] == 1.0 and ex[("resnet:1", "ntk")]["theory"] == 0.0
+    assert ex[("ffnet", "ntk")]["theory_fit"] == pytest.approx(1.0, abs=0.05)
+    assert ex[("resnet:1", "ntk")]["theory_fit"] < 0
+    assert res["summary"]["joint"] == sweeps.joint_limit(res, 0.05)["rows"]
+    with pytest.raises(ValueError, match="target_error"):
+        sweeps.joint_limit(res, -1.0)
 
 
 def test_fit_slope_recovers_known_power():
@@ -113,6 +205,8 @@ def test_fit_slope_recovers_known_power():
     (dict(archs=["mlp"]), ValueError, "arch"),
     (dict(archs=[]), ValueError, "archs"),
     (dict(x=np.ones((3, 4)), d_in=5), ValueError, "dimension"),
+    (dict(x=np.ones(4)), ValueError, "rank 2"),
+    (dict(depths=[2, 0]), ValueError, "depths"),
     (dict(x=np.zeros((3, 4))), ValueError, "zero-norm"),
     (dict(trained="some"), ValueError, "trained"),
     (dict(chunk=0), ValueError, "chunk"),
