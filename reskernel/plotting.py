@@ -1,36 +1,94 @@
-"""One plot style for every command: labelled axes, PNG output, no display needed."""
+"""One plot style for every command and notebook: labelled axes, PNG output, no display needed.
+
+    fig, ax = figure()                    # style applied, Agg backend, one panel
+    ax.plot(...); ax.set_xlabel("width m (neurons)"); ax.set_ylabel("relative error")
+    save(fig, "out/error.png")            # PNG, atomic, figure closed
+
+Modules that build figures themselves call `style()` first (it returns pyplot) and `save`.
+"""
 from __future__ import annotations
 
+import os
+import tempfile
+import warnings
 from pathlib import Path
 
-__all__ = ["figure", "save"]
+__all__ = ["STYLE", "DPI", "style", "figure", "save", "unlabelled_axes"]
+
+#: rcParams of the package style (matplotlib names).
+STYLE = {
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "font.size": 10,
+    "axes.titlesize": 10,
+    "axes.labelsize": 10,
+    "legend.fontsize": 8,
+    "legend.framealpha": 0.8,
+    "lines.markersize": 4,
+    "figure.dpi": 100,
+}
+#: Resolution of saved PNGs (dots per inch).
+DPI = 120
 
 
-def figure(ncols: int = 1, *, width: float = 6.0, height: float = 4.2):
+def style():
+    """Select the non-interactive Agg backend, apply `STYLE` and return matplotlib.pyplot."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"axes.grid": True, "grid.alpha": 0.3, "font.size": 10, "legend.fontsize": 8})
-    fig, ax = plt.subplots(1, ncols, figsize=(width * ncols, height), squeeze=True)
-    return fig, ax
+    plt.rcParams.update(STYLE)
+    return plt
+
+
+def figure(ncols: int = 1, *, nrows: int = 1, width: float = 6.0, height: float = 4.2, squeeze: bool = True,
+           **subplots_kw):
+    """A styled figure of nrows x ncols panels, each width x height inches.
+
+    Returns (fig, axes) as matplotlib's plt.subplots: a single Axes for 1 x 1 (with squeeze),
+    else an array of Axes. Extra keywords (sharex, sharey, ...) go to plt.subplots.
+    """
+    for name, v in (("ncols", ncols), ("nrows", nrows)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+    for name, v in (("width", width), ("height", height)):
+        if not (isinstance(v, (int, float)) and v > 0):
+            raise ValueError(f"{name} must be a positive size in inches, got {v!r}")
+    plt = style()
+    return plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=squeeze, **subplots_kw)
+
+
+def unlabelled_axes(fig) -> list:
+    """Titles (or indices) of the panels of `fig` that show data but lack an x or y label."""
+    out = []
+    for i, ax in enumerate(fig.get_axes()):
+        if not ax.get_visible() or not (ax.lines or ax.collections or ax.images or ax.patches or ax.containers):
+            continue
+        if not ax.get_xlabel().strip() or not ax.get_ylabel().strip():
+            out.append(ax.get_title() or f"axes {i}")
+    return out
 
 
 def save(fig, path) -> Path:
-    """Save as PNG atomically (temp file, then rename) and close the figure."""
-    import os
-    import tempfile
+    """Save as PNG atomically (temp file in the same folder, then rename) and close the figure.
 
+    Warns (UserWarning) when a panel showing data has no x or y label. Returns the path.
+    """
     import matplotlib.pyplot as plt
 
     path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"path must name a .png file, got {str(path)!r}")
+    missing = unlabelled_axes(fig)
+    if missing:
+        warnings.warn(f"{path.name}: panels without axis labels: {missing}", UserWarning, stacklevel=2)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
     os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120, format="png")
+        fig.tight_layout()
+        fig.savefig(tmp, dpi=DPI, format="png")
         os.replace(tmp, path)
     finally:
         plt.close(fig)

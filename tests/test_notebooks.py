@@ -3,6 +3,7 @@ each runs top to bottom (RESKERNEL_SMALL=1) in a fresh python3 kernel of this in
 ending with a Markdown summary of measured numbers."""
 import importlib.util
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -60,21 +61,79 @@ def test_kernel_is_this_interpreter():
     assert os.path.realpath(cmd[0]) == os.path.realpath(sys.executable), cmd
 
 
+def _finite(*values):
+    return all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+
+
+def _check_01(r):  # errors fall with width, slopes near the CLT's -1/2
+    for key, slope in r["slopes"].items():
+        first, last = r["median_error_first"][key], r["median_error_last"][key]
+        assert _finite(slope, first, last) and 0 < last < first < 2, (key, first, last)
+        assert -1.2 < slope < -0.2, (key, slope)
+
+
+def _check_02(r):  # FFNet accuracy drops with depth, the ResNets' does not
+    assert r["claim_holds"], r["drops"]
+    for key, acc in r["accuracy_last"].items():
+        assert 0.4 <= acc <= 1.0, (key, acc)
+        if ":None" not in key:
+            assert acc > 0.65, (key, acc)
+
+
+def _check_03(r):  # distances to the depth limits shrink polynomially; the ODE limit is not depth 1
+    for name, slope in r["ntk_slope"].items():
+        assert _finite(slope, r["final_ntk_error"][name]) and slope < -0.3, (name, slope)
+        assert 0 <= r["final_ntk_error"][name] < 0.1, name
+    assert r["final_nngp_error"]["FFNet"] < 1e-3
+    assert abs(r["ode_ntk_at_0"] - r["two_layer_ntk_at_0"]) > 0.3
+
+
+def _check_04(r):  # FM1: gain g multiplies the mean length by g^d; the eta = 1 ResNet explodes
+    assert 0.7 < r["he_mean"] < 1.3, r["he_mean"]
+    assert r["gain_0.9_mean"] < 0.5 < 2 < r["gain_1.1_mean"], r
+    assert r["relu_eta_1_mean"] > 100 * r["relu_eta_b_mean"], r
+    assert r["max_abs_z"] < 5, r["max_abs_z"]
+    assert 1 < r["ratio_he"] and _finite(r["ratio_he_theory"])
+
+
+def _check_05(r):  # the plain stream explodes, SkipInit keeps it; the fixes train where plain does not
+    g = r["stream_growth"]
+    assert g["plain"] > 1e6 and abs(g["skipinit"] - 1) < 1e-3, g
+    status = r["skipinit_status"]
+    assert all(v == "diverged" or v == "stalled" for k, v in status.items() if k.startswith("plain")), status
+    assert any(v == "trained" for k, v in status.items() if not k.startswith("plain")), status
+    assert all(0 <= a <= 1 for a in r["fromage_best"].values()) and r["fromage_best"]["fromage"] > 0.8, r
+
+
+def _check_06(r):  # the shortcut from w0 = 0 succeeds (nearly) always, the plain CNN does not
+    assert r["shortcut_w0_zero"] > 0.95, r
+    assert r["cnn_random_w0"] < r["shortcut_w0_zero"] - 0.1 and r["spurious_runs"] > 0, r
+
+
+CHECKS = {"01": _check_01, "02": _check_02, "03": _check_03, "04": _check_04, "05": _check_05, "06": _check_06}
+
+
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_runs_clean(name, tmp_path, monkeypatch):
+    """Executes the notebook (small sizes); any cell error fails. Then checks its RESULT numbers."""
     monkeypatch.setenv("RESKERNEL_SMALL", "1")
     monkeypatch.setenv("RESKERNEL_NOTEBOOK_OUT", str(tmp_path / "out"))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    assert os.environ.get("RESKERNEL_DATA") or name[:2] not in ("02",), "RESKERNEL_DATA must be set"
+    assert os.environ.get("RESKERNEL_DATA") or name[:2] not in ("02", "05"), "RESKERNEL_DATA must be set"
     nb = nbformat.read(str(NB_DIR / name), as_version=4)
+    n_cells = len(nb.cells)
+    nb.cells.append(nbformat.v4.new_code_cell('import json; print("RESULT " + json.dumps(RESULT, default=float))'))
     client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=600,
                                      resources={"metadata": {"path": str(tmp_path)}})
     client.execute()  # raises CellExecutionError on the first failing cell
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
-    summary = [o for o in nb.cells[-1].outputs if "text/markdown" in o.get("data", {})]
+    summary = [o for o in nb.cells[n_cells - 1].outputs if "text/markdown" in o.get("data", {})]
     assert summary and "Measured" in summary[0]["data"]["text/markdown"], "last cell must display the Markdown summary"
     assert any("image/png" in o.get("data", {}) for o in outputs), "no figure displayed"
     pngs = list((tmp_path / "out").rglob("*.png"))
     assert pngs and all(p.stat().st_size > 1000 for p in pngs)
+    text = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.output_type == "stream")
+    line = next(ln for ln in text.splitlines() if ln.startswith("RESULT "))
+    CHECKS[name[:2]](json.loads(line[len("RESULT "):]))
