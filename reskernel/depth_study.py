@@ -19,6 +19,7 @@ import io
 import math
 import numbers
 import re
+import time
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -214,12 +215,14 @@ def study(dataset: str = "cifar2", *, archs: Sequence[str] = ARCHS, gammas: Sequ
     for arch, g, p, ds_ in todo:
         bar.set_postfix_str(f"{arch}{'' if g is None else f' gamma={g:g}'} {p}")
         dtype = np.float64 if p == "float64" else np.float32
+        start = time.perf_counter()
         with enable_x64(p == "float64"):
             if p not in pairs:
                 rho, norms = _pairs(ds.x_train, ds.x_test, dtype)
                 pairs[p] = (rho, norms)
             rho, norms = pairs[p]
             ks = _family_kernels(arch, g, rho, ds_, trained, chunk, bar)
+        kernel_s = time.perf_counter() - start
         rows = [r for r in rows if not (_same(r, base) and (r["arch"], r["gamma"], r["precision"]) == (arch, g, p))]
         for kname in kernels:
             k_tr, k_te = _unpack(ks[kname], norms, n, m)
@@ -228,7 +231,8 @@ def study(dataset: str = "cifar2", *, archs: Sequence[str] = ARCHS, gammas: Sequ
                 rows.append(dict(base, arch=arch, gamma=g, precision=p, kernel=kname, depth=int(d),
                                  accuracy=float(res.accuracy[j]), mse=float(res.mse[j]),
                                  alpha=None if arch == "ffnet" else float(d) ** (-g)))
-        computed.append({"arch": arch, "gamma": g, "precision": p})
+        computed.append({"arch": arch, "gamma": g, "precision": p, "kernel_s": round(kernel_s, 2),
+                         "solve_s": round(time.perf_counter() - start - kernel_s, 2)})
         _write(out, stem, meta, rows)
     bar.close()
     if not rows:
@@ -409,6 +413,9 @@ def _regress_command():
         click.echo(summary_table(res["rows"]))
         click.echo(f"wrote {res['json']}, {res['csv']} and {res['png']} "
                    f"({len(res['computed'])} unit(s) computed, the rest resumed)")
+        for u in res["computed"]:
+            name = u["arch"] if u["gamma"] is None else f"{u['arch']} gamma={u['gamma']:g}"
+            click.echo(f"  {name} {u['precision']}: kernels {u['kernel_s']:.1f} s, solves {u['solve_s']:.1f} s")
         if widths:
             fw = finite_width_check(widths, dataset=dataset, classes=pair, seed=seed, data_dir=data_dir)
             path = write_json_atomic(Path(out) / f"finite_width_{dataset}.json", fw)

@@ -229,23 +229,29 @@ def _ffnet_depths(rho, t, segments, *, trained):
 
 @functools.partial(jax.jit, static_argnames=("trained",))
 def _resnet_depths(rho0, depths, alphas, *, trained):
-    """Each depth l runs its own recursion of l blocks with scale alphas[j]: cost sum(depths)."""
-    one = jnp.ones((), rho0.dtype)
+    """Each depth l runs its own recursion of l blocks with scale alphas[j]: cost sum(depths).
+
+    Same arithmetic as analytic's ResNet scan, but a^2 and the growth s = (1 + a^2)^l are
+    carried as arrays of rho0's shape: XLA:CPU runs an elementwise loop body that reads a
+    loop-varying scalar 3-5x slower (measured, jax 0.10, 750k pairs) than one reading arrays.
+    """
+    every = trained == "all"
 
     def one_depth(_, la):
         count, a = la
-        a2 = a * a
+        a2 = jnp.full_like(rho0, a * a)
 
         def step(_, c):
             rho, t, s, p = c
             c0, c1 = k0(rho), k1(rho)
-            return ((rho + a2 * c1) / (1 + a2), t * (1 + a2 * c0) + a2 * s * (rho * c0 + c1),
-                    s * (1 + a2), p * (1 + a2 * c0))
-
-        init = (rho0, jnp.zeros_like(rho0), one, jnp.ones_like(rho0))
+            t = t * (1 + a2 * c0) + a2 * s * (rho * c0 + c1)
+            p = p * (1 + a2 * c0) if every else p
+            return (rho + a2 * c1) / (1 + a2), t, s * (1 + a2), p
+        ones = jnp.ones_like(rho0)
+        init = (rho0, jnp.zeros_like(rho0), ones, ones if every else jnp.ones((), rho0.dtype))
         rho, t, s, p = jax.lax.fori_loop(0, count, step, init)
         nngp = s * rho
-        return None, (nngp, t + nngp + p * rho0 if trained == "all" else t)
+        return None, (nngp, t + nngp + p * rho0 if every else t)
 
     _, (nngp, ntk) = jax.lax.scan(one_depth, None, (depths, alphas))
     return nngp, ntk

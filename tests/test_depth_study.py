@@ -1,11 +1,17 @@
 """Depth study on the shared real data: reference accuracies, resuming, bad input, CLI, finite width."""
 import json
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from reskernel.depth_study import finite_width_check, parse_depths, regress_command, study
+import reskernel as rk
+from reskernel.depth_study import _family_kernels, _pairs, _unpack, finite_width_check, parse_depths, \
+    regress_command, study
+from reskernel.precision import enable_x64
+from tqdm import tqdm
+from conftest import assert_close
 
 
 def test_parse_depths():
@@ -18,6 +24,27 @@ def test_parse_depths():
     for bad in ("", "0", "1:0", "a:b", "1,,x", "-3", "1:10:0", "1.5"):
         with pytest.raises(ValueError):
             parse_depths(bad)
+
+
+@pytest.mark.parametrize("arch, gamma", [("ffnet", None), ("resnet", 0.5), ("resnet", 1.0)])
+def test_study_kernels_equal_per_depth_kernel(arch, gamma):
+    # The study's fast path (pairs only, depths in chunks, ResNet a^2 carried as arrays) against
+    # rk.kernel of each depth's own network; chunk=2 crosses chunk boundaries.
+    rng = np.random.default_rng(4)
+    x_tr, x_te = rng.normal(size=(7, 5)), 3.0 * rng.normal(size=(4, 5))
+    depths = [1, 9, 40]
+    fam = rk.FeedForward(1) if arch == "ffnet" else rk.ResNet(1, gamma=gamma)
+    for dtype, rtol in ((np.float64, 1e-10), (np.float32, 2e-4)):
+        with enable_x64(dtype == np.float64):
+            rho, norms = _pairs(x_tr, x_te, dtype)
+            ks = _family_kernels(arch, gamma, rho, depths, "hidden", 2, tqdm(disable=True))
+            x_all = jnp.asarray(np.concatenate([x_tr, x_te]), dtype)
+            for j, depth in enumerate(depths):
+                want = rk.kernel(fam.with_depth(depth), x_all, x_all[:7])
+                for name in ("nngp", "ntk"):
+                    k_tr, k_te = _unpack(ks[name][j:j + 1], norms, 7, 4)
+                    ref = np.asarray(getattr(want, name), np.float64)   # atol: depth-1 NTK crosses zero
+                    assert_close(np.concatenate([k_tr[0], k_te[0]]), ref, rtol=rtol, atol=rtol * np.abs(ref).max())
 
 
 def test_cifar2_reference_accuracies_and_resume(tmp_path):
@@ -58,6 +85,10 @@ def test_small_study_resnet_and_float32(tmp_path):
     (dict(depths=[0, 2]), "depths"),
     (dict(archs=["convnet"]), "archs"),
     (dict(n_train=100000), "n_train"),
+    (dict(n_train=1), "at least 2"),
+    (dict(archs=["resnet"], gammas=[-1.0]), "gammas"),
+    (dict(kernels=["rbf"]), "kernels"),
+    (dict(precisions=["float16"]), "precisions"),
 ])
 def test_study_bad_input_writes_nothing(tmp_path, kwargs, match):
     args = dict(dataset="cifar2", archs=["ffnet"], depths=[1], kernels=["ntk"], precisions=["float64"],
