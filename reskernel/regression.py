@@ -80,6 +80,24 @@ def _cholesky_solve(k_train, k_test_train, y_train, reg):
     return (k_test_train @ coef)[..., 0]
 
 
+def _jitter_solve(k_train, k_test_train, y_train, scale, ridge):
+    """One (n, n) solve whose Cholesky failed: jitter 10 eps x mean diagonal, tenfold until it
+    succeeds (at most 1e-6). Only the failed kernels are redone, one LAPACK call each."""
+    import scipy.linalg
+
+    jitter = 10 * np.finfo(np.float64).eps
+    eye = np.eye(k_train.shape[-1])
+    while jitter <= 1.0001e-6:
+        try:
+            factor = scipy.linalg.cho_factor(k_train + (ridge + jitter) * scale * eye, lower=True)
+        except np.linalg.LinAlgError:
+            jitter *= 10
+            continue
+        return k_test_train @ scipy.linalg.cho_solve(factor, y_train), ridge + jitter
+    raise np.linalg.LinAlgError(f"kernel not positive definite even with ridge {ridge + jitter / 10:g} x mean "
+                                "diagonal; is it symmetric positive semi-definite?")
+
+
 def scores(predictions, y_test):
     """(accuracy, mse) of predictions (..., m) against labels y_test (m,) in {-1, +1}.
 
@@ -100,33 +118,28 @@ def kernel_regression(k_train, k_test_train, y_train, y_test=None, *, ridge: flo
         e.g. one per depth; all are solved in one batched Cholesky).
       k_test_train: (..., m, n) kernel between test and training points.
       y_train: (n,) targets. y_test: optional (m,) labels in {-1, +1} for accuracy and MSE.
-      ridge: >= 0, relative to the mean diagonal of each kernel. With ridge = 0 a kernel that is
-        singular to rounding gets a jitter (10 eps, raised tenfold until the Cholesky succeeds,
-        at most 1e-6) and a RuntimeWarning, instead of NaN.
+      ridge: >= 0, relative to the mean diagonal of each kernel. A kernel whose Cholesky fails
+        with this ridge (singular or, e.g. a float32 kernel, indefinite to rounding) gets a jitter
+        (10 eps x mean diagonal, raised tenfold until the Cholesky succeeds, at most 1e-6) and a
+        RuntimeWarning naming the largest ridge used, instead of NaN.
     Returns:
       Regression(predictions (..., m), accuracy (...), mse (...)), float64 NumPy arrays.
     """
     ridge = _check_ridge(ridge)
     k_train, k_test_train, y_train = _as_kernels(k_train, k_test_train, y_train)
     scale = np.trace(k_train, axis1=-2, axis2=-1) / k_train.shape[-1]
-    rel = np.full(scale.shape, ridge)
     with enable_x64():
-        pred = np.asarray(_cholesky_solve(k_train, k_test_train, y_train, jnp.asarray(scale * rel)))
-        bad = ~np.isfinite(pred).all(axis=-1)
-        jitter = 10 * np.finfo(np.float64).eps
-        while bad.any():
-            if jitter > 1.0001e-6:
-                raise np.linalg.LinAlgError(
-                    f"kernel not positive definite even with ridge {ridge + jitter / 10:g} x mean diagonal; "
-                    "is it symmetric positive semi-definite?")
-            if ridge == 0:
-                warnings.warn(f"ridge = 0: training kernel singular to rounding in {int(bad.sum())} case(s); "
-                              f"added jitter {jitter:.1e} x mean diagonal", RuntimeWarning, stacklevel=2)
-            rel = np.where(bad, ridge + jitter, rel)
-            redo = np.asarray(_cholesky_solve(k_train, k_test_train, y_train, jnp.asarray(scale * rel)))
-            pred = np.where(bad[..., None], redo, pred)
-            bad = ~np.isfinite(pred).all(axis=-1)
-            jitter *= 10
+        pred = np.array(_cholesky_solve(k_train, k_test_train, y_train, jnp.asarray(scale * ridge)))
+    bad = np.argwhere(~np.isfinite(pred).all(axis=-1))
+    if len(bad):
+        raised = [_jitter_solve(k_train[tuple(i)], k_test_train[tuple(i)], y_train, scale[tuple(i)], ridge)
+                  for i in bad]
+        for i, (p, _) in zip(bad, raised):
+            pred[tuple(i)] = p
+        worst = max(r for _, r in raised)
+        warnings.warn(f"training kernel not positive definite to rounding with ridge {ridge:g} x mean diagonal "
+                      f"in {len(bad)} case(s); added jitter, ridge raised to at most {worst:.6g}", RuntimeWarning,
+                      stacklevel=2)
     if y_test is None:
         return Regression(pred, None, None)
     acc, mse = scores(pred, y_test)

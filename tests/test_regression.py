@@ -1,4 +1,5 @@
 """Kernel regression, NTK gradient-descent predictions and per-depth kernels."""
+import re
 import warnings
 
 import jax
@@ -51,6 +52,28 @@ def test_ridge_zero_singular_kernel_no_nan():
         warnings.simplefilter("error")
         res = kernel_regression(k_tr, k_tr, y, ridge=0.0)
     assert_close(res.predictions, y, rtol=0, atol=1e-8)
+
+
+def test_indefinite_kernel_gets_jitter_and_reports_ridge():
+    # An eigenvalue -1e-9 x mean diagonal (float32-like rounding) defeats ridge 1e-10: the
+    # solve is redone with a larger ridge, reported in the warning; check it against numpy.
+    rng = np.random.default_rng(5)
+    q, _ = np.linalg.qr(rng.normal(size=(8, 8)))
+    lam = np.concatenate([np.linspace(1.0, 0.1, 7), [0.0]])
+    mean_diag = lam.sum() / 8
+    lam[-1] = -1e-9 * mean_diag
+    k = (q * lam) @ q.T
+    k = 0.5 * (k + k.T)
+    y = np.sign(rng.normal(size=8))
+    good = np.stack([k + 1e-3 * np.eye(8), k])             # batch: only the second needs jitter
+    with pytest.warns(RuntimeWarning, match="1 case") as rec:
+        res = kernel_regression(good, good[:, :3], y, ridge=1e-10)
+    used = float(re.search(r"at most ([0-9.e+-]+)", str(rec[0].message)).group(1))
+    assert 1e-9 < used < 1e-7
+    want = k[:3] @ np.linalg.solve(k + used * mean_diag * np.eye(8), y)
+    assert_close(res.predictions[1], want, rtol=1e-4)       # the warning prints 6 digits of the ridge
+    want0 = good[0, :3] @ np.linalg.solve(good[0] + 1e-10 * np.trace(good[0]) / 8 * np.eye(8), y)
+    assert_close(res.predictions[0], want0, rtol=1e-10)
 
 
 def test_gd_limits_and_discrete_steps():
