@@ -291,7 +291,10 @@ def joint_limit(results: dict, target_error: float = 0.1) -> dict:
 
 
 def summarize(results: dict, target_error: float = 0.05) -> dict:
-    """Percentiles, width slopes and the joint depth-width table from sweep.json's content."""
+    """Percentiles, width slopes and the joint depth-width table from sweep.json's content.
+
+    Each row also carries "theory_diag_std", sqrt(diagonal_relative_variance): the exact
+    relative std of one diagonal NNGP entry, the scale the per-matrix errors should track."""
     cfg = results["config"]
     rows, slopes = [], []
     for name in cfg["archs"]:
@@ -305,7 +308,9 @@ def summarize(results: dict, target_error: float = 0.05) -> dict:
                     sel = [i for i, s in enumerate(cell["seeds"]) if s < cfg["seeds"]]
                     if not sel:
                         continue
-                    row = {"arch": name, "depth": depth, "width": width, "kernel": kern, "seeds": len(sel)}
+                    row = {"arch": name, "depth": depth, "width": width, "kernel": kern, "seeds": len(sel),
+                           "theory_diag_std": math.sqrt(diagonal_relative_variance(
+                               _arch(parse_arch(name), depth), width))}
                     for met in METRICS:
                         e = np.asarray(cell[kern][met])[sel]
                         p5, p50, p95 = np.percentile(e, [5, 50, 95])
@@ -494,6 +499,9 @@ def plot_sweep(results: dict, path, metric: str = "frob") -> Path:
                 ax.plot(w, [r[f"{metric}_p50"] for r in sel], "o-", color=col, label=f"depth {depth}")
                 ax.fill_between(w, [r[f"{metric}_p5"] for r in sel], [r[f"{metric}_p95"] for r in sel],
                                 color=col, alpha=0.2)
+                if kern == "nngp" and "theory_diag_std" in sel[0]:
+                    ax.plot(w, [r["theory_diag_std"] for r in sel], "--", color=col, lw=1,
+                            label=f"theory, depth {depth}: std of diagonal")
             if any(r["arch"] == name and r["kernel"] == kern for r in rows):
                 w0 = np.array(results["config"]["widths"], float)
                 ref = [r[f"{metric}_p50"] for r in rows if r["arch"] == name and r["kernel"] == kern]

@@ -48,6 +48,10 @@ def test_ffnet_nngp_and_ntk_rates(x64):
     # 1 - rho_L ~ 9 pi^2 / (2 L^2).
     np.testing.assert_allclose(depths[-1] ** 2 * (1 - nngp[-1, :-1]), 4.5 * math.pi ** 2, rtol=0.01)
     # Theta_L / L - 1/4 = (3/8) log L / L + B(rho0) / L: L * error is linear in log L with slope 3/8.
+    # Off the diagonal Theta_L / L -> 1/4: within (3/8) log L / L + O(1/L) of it, and getting closer.
+    off = ntk[:, :-1] / depths[:, None]
+    assert np.all(np.abs(off[-1] - 0.25) < 0.01)
+    assert np.all(np.abs(off[-1] - 0.25) < 0.2 * np.abs(off[99] - 0.25))
     sel = np.array([1000, 3000, 10_000])
     scaled = sel[:, None] * (ntk[sel - 1, :-1] / sel[:, None] - 0.25)
     slopes = np.polyfit(np.log(sel), scaled, 1)[0]

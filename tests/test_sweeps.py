@@ -57,6 +57,8 @@ def test_sweep_error_decays_like_inverse_sqrt_width(small_sweep):
         r32, r512 = rows[(arch, 4, 32, "ntk")], rows[(arch, 4, 512, "ntk")]
         assert r32["frob_p5"] <= r32["frob_p50"] <= r32["frob_p95"]
         assert 2.5 < r32["frob_p50"] / r512["frob_p50"] < 6.5  # sqrt(16) = 4
+        arch_d = rk.FeedForward(4) if arch == "ffnet" else rk.ResNet(4, gamma=1.0)
+        assert r32["theory_diag_std"] == pytest.approx(math.sqrt(sweeps.diagonal_relative_variance(arch_d, 32)))
 
 
 def test_sweep_resumes_and_skips(small_sweep, tmp_path):
