@@ -59,7 +59,7 @@ def correlations(x1, x2=None):
     return rho, n1, n2
 
 
-def _stepper(kind, rho0, scales, depth, trained):
+def _stepper(kind, rho0, table, trained):
     """The depth recursion, one layer at a time, on a state (rho, t) packed as one array.
 
     Returns (init, xs, step, read): `step(state, x)` advances one layer, `read(state, x)`
@@ -85,17 +85,12 @@ def _stepper(kind, rho0, scales, depth, trained):
             rho, t = _unpack(state)
             return rho, (t + rho if every else t)
 
-        return jax.lax.complex(rho0, jnp.zeros_like(rho0)), jnp.zeros((depth,), dtype), step, read
+        return jax.lax.complex(rho0, jnp.zeros_like(rho0)), table, step, read
 
-    a2 = scales * scales
-    growth = 1.0 + a2
-    s_new = jnp.cumprod(growth)                                # s_l = prod_{i<=l} (1 + a_i^2)
-    s_old = jnp.concatenate([jnp.ones((1,), dtype), s_new[:-1]])
-    c = a2 * inv_pi
-    xs = (c, s_old, s_old * c, c / growth, s_new)
+    xs = table
 
     def step(state, x):
-        c, s, sc, move, _ = x
+        c, s, sc, move = x[0], x[1], x[2], x[3]
         rho, t = _unpack(state)
         theta, sine = angle_sine(rho)
         sup = pi - theta
@@ -127,9 +122,9 @@ def _last(xs):
     return jax.tree_util.tree_map(lambda v: v[-1], xs)
 
 
-def _recursion(kind, rho0, scales, depth, trained, all_depths):
+def _recursion(kind, rho0, table, trained, all_depths):
     """Normalized (nngp, ntk) of the correlations rho0 (any shape), or (L,) + shape."""
-    init, xs, step, read = _stepper(kind, rho0, scales, depth, trained)
+    init, xs, step, read = _stepper(kind, rho0, table, trained)
     if all_depths:
         def body(state, x):
             state = step(state, x)
@@ -140,14 +135,22 @@ def _recursion(kind, rho0, scales, depth, trained, all_depths):
 
 
 @functools.partial(jax.jit, static_argnames=("kind", "depth", "trained", "all_depths"))
-def _correlation_kernels(rho0, scales, *, kind, depth, trained, all_depths):
-    return _recursion(kind, rho0, scales, depth, trained, all_depths)
+def _correlation_kernels(rho0, table, *, kind, depth, trained, all_depths):
+    return _recursion(kind, rho0, table, trained, all_depths)
 
 
-def _scales(arch, dtype):
-    if isinstance(arch, ResNet):
-        return jnp.asarray(np.asarray(arch.branch_scales), dtype)
-    return jnp.zeros((arch.depth,), dtype)
+def _layer_table(arch, dtype):
+    """Per-layer scalars of the recursion, (depth, 5), computed in float64 on the host:
+    ResNet rows (a^2/pi, s_{l-1}, s_{l-1} a^2/pi, a^2 / (pi (1 + a^2)), s_l) with
+    s_l = prod_{i<=l} (1 + a_i^2); FFNet rows are zeros (only the scan length is used)."""
+    if not isinstance(arch, ResNet):
+        return jnp.zeros((arch.depth, 5), dtype)
+    a2 = np.asarray(arch.branch_scales, np.float64) ** 2
+    growth = 1.0 + a2
+    s_new = np.cumprod(growth)
+    s_old = np.concatenate([[1.0], s_new[:-1]])
+    c = a2 / math.pi
+    return jnp.asarray(np.stack([c, s_old, s_old * c, c / growth, s_new], axis=1), dtype)
 
 
 def _check_range(arch, dtype, log10_norm2):
@@ -182,7 +185,7 @@ def correlation_kernels(arch, rho0, *, trained="hidden", all_depths=False) -> Ke
         rho0 = rho0.astype(jnp.result_type(float))
     _check_range(arch, rho0.dtype, 0.0)
     kind = "ffnet" if isinstance(arch, FeedForward) else "resnet"
-    nngp, ntk = _correlation_kernels(rho0, _scales(arch, rho0.dtype), kind=kind, depth=arch.depth,
+    nngp, ntk = _correlation_kernels(rho0, _layer_table(arch, rho0.dtype), kind=kind, depth=arch.depth,
                                      trained=trained, all_depths=all_depths)
     return Kernel(nngp, ntk)
 
@@ -218,7 +221,7 @@ def _edge(n, tile):
     return -(-n // count)
 
 
-def _fused(x1, x2, scales, *, kind, depth, trained, all_depths, symmetric, tile):
+def _fused(x1, x2, table, *, kind, depth, trained, all_depths, symmetric, tile):
     """Kernel by tiles: each tile of rho_0 runs through the whole depth recursion (one scan,
     its state in cache), and its result goes straight into the preallocated output with
     dynamic_update_slice (a fori_loop over tiles carries the output, updated in place).
@@ -258,7 +261,7 @@ def _fused(x1, x2, scales, *, kind, depth, trained, all_depths, symmetric, tile)
         nb = jax.lax.dynamic_slice_in_dim(m2, c0, t2)
         rho0 = _tile_rho(a, b, na, nb, (i == j) if symmetric else None)
         norms = na[:, None] * nb[None, :]
-        init, xs, step, read = _stepper(kind, rho0, scales, depth, trained)
+        init, xs, step, read = _stepper(kind, rho0, table, trained)
         if not all_depths:
             state = jax.lax.scan(lambda st, x: (step(st, x), None), init, xs)[0]
             return put(outs, [v * norms for v in read(state, _last(xs))], r0, c0)
@@ -277,9 +280,22 @@ def _fused(x1, x2, scales, *, kind, depth, trained, all_depths, symmetric, tile)
 
 
 @functools.partial(jax.jit, static_argnames=("kind", "depth", "trained", "all_depths", "symmetric", "tile"))
-def _kernel(x1, x2, scales, *, kind, depth, trained, all_depths, symmetric, tile=TILE):
-    return _fused(x1, x2, scales, kind=kind, depth=depth, trained=trained, all_depths=all_depths,
+def _kernel(x1, x2, table, *, kind, depth, trained, all_depths, symmetric, tile=TILE):
+    return _fused(x1, x2, table, kind=kind, depth=depth, trained=trained, all_depths=all_depths,
                   symmetric=symmetric, tile=tile)
+
+
+def _prepare(arch, x1, x2, trained):
+    """Validated (arch, kind, trained, x1, x2) for the Gram-matrix entry points (`kernel`,
+    reskernel.blocked): arch and trained checked, inputs validated and cast to a common
+    float dtype, and the kernel's growth checked against that dtype's range."""
+    arch, trained = check_arch(arch), check_trained(trained)
+    x1, x2 = _checks.inputs(x1, x2)
+    v1 = _checks.concrete(x1)
+    log10_norm2 = 0.0 if v1 is None else 2 * math.log10(max(float(np.abs(v1).max()), 1e-300) * math.sqrt(x1.shape[1]))
+    _check_range(arch, x1.dtype, log10_norm2)
+    kind = "ffnet" if isinstance(arch, FeedForward) else "resnet"
+    return arch, kind, trained, x1, x2
 
 
 def kernel(arch, x1, x2=None, *, all_depths=False, trained="hidden") -> Kernel:
@@ -300,12 +316,7 @@ def kernel(arch, x1, x2=None, *, all_depths=False, trained="hidden") -> Kernel:
       Kernel(nngp, ntk), each (n1, n2), or (L, n1, n2) with all_depths; dtype follows
       the inputs (float64 when jax_enable_x64 is on and the inputs are float64).
     """
-    arch, trained = check_arch(arch), check_trained(trained)
-    x1, x2 = _checks.inputs(x1, x2)
-    v1 = _checks.concrete(x1)
-    log10_norm2 = 0.0 if v1 is None else 2 * math.log10(max(float(np.abs(v1).max()), 1e-300) * math.sqrt(x1.shape[1]))
-    _check_range(arch, x1.dtype, log10_norm2)
-    kind = "ffnet" if isinstance(arch, FeedForward) else "resnet"
+    arch, kind, trained, x1, x2 = _prepare(arch, x1, x2, trained)
     symmetric = x2 is None
-    return _kernel(x1, x1 if symmetric else x2, _scales(arch, x1.dtype), kind=kind, depth=arch.depth,
+    return _kernel(x1, x1 if symmetric else x2, _layer_table(arch, x1.dtype), kind=kind, depth=arch.depth,
                    trained=trained, all_depths=bool(all_depths), symmetric=symmetric)

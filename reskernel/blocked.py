@@ -12,7 +12,6 @@ jax.Array sharded by rows (NamedSharding), computed where it lives.
 from __future__ import annotations
 
 import functools
-import math
 
 import jax
 import jax.numpy as jnp
@@ -20,25 +19,9 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from . import _checks
-from .analytic import TILE, Kernel, _check_range, _fused, _kernel, _scales
-from .arch import FeedForward, check_arch, check_trained
+from .analytic import TILE, Kernel, _fused, _kernel, _layer_table, _pad_rows, _prepare
 
 __all__ = ["blocked_kernel", "sharded_kernel", "row_mesh"]
-
-
-def _prepare(arch, x1, x2, trained):
-    arch, trained = check_arch(arch), check_trained(trained)
-    x1, x2 = _checks.inputs(x1, x2)
-    v1 = _checks.concrete(x1)
-    log10_norm2 = 0.0 if v1 is None else 2 * math.log10(max(float(np.abs(v1).max()), 1e-300) * math.sqrt(x1.shape[1]))
-    _check_range(arch, x1.dtype, log10_norm2)
-    kind = "ffnet" if isinstance(arch, FeedForward) else "resnet"
-    return arch, kind, trained, x1, x2
-
-
-def _padded(x, rows):
-    extra = rows - x.shape[0]
-    return x if extra == 0 else jnp.concatenate([x, jnp.ones((extra, x.shape[1]), x.dtype)])
 
 
 def blocked_kernel(arch, x1, x2=None, *, trained="hidden", all_depths=False, block: int = 2048,
@@ -65,8 +48,8 @@ def blocked_kernel(arch, x1, x2=None, *, trained="hidden", all_depths=False, blo
     if symmetric:
         b1 = b2 = min(block, n1)
     nb1, nb2 = -(-n1 // b1), -(-n2 // b2)
-    xp, yp = _padded(x1, nb1 * b1), _padded(y, nb2 * b2)
-    scales = _scales(arch, x1.dtype)
+    xp, yp = _pad_rows(x1, nb1 * b1), _pad_rows(y, nb2 * b2)
+    table = _layer_table(arch, x1.dtype)
     lead = (arch.depth,) if all_depths else ()
     dtype = np.dtype(x1.dtype)
     if to_host:
@@ -75,7 +58,7 @@ def blocked_kernel(arch, x1, x2=None, *, trained="hidden", all_depths=False, blo
         out = [jnp.zeros(lead + (n1, n2), dtype) for _ in range(2)]
 
     def call(a, b, sym):
-        return _kernel(a, b, scales, kind=kind, depth=arch.depth, trained=trained, all_depths=bool(all_depths),
+        return _kernel(a, b, table, kind=kind, depth=arch.depth, trained=trained, all_depths=bool(all_depths),
                        symmetric=sym, tile=tile)
 
     def put(k, i, j, vals):
@@ -116,9 +99,9 @@ def row_mesh(devices=None) -> Mesh:
 
 
 @functools.partial(jax.jit, static_argnames=("kind", "depth", "trained", "all_depths", "tile", "sharding", "n1"))
-def _sharded(x1r, x2, scales, *, kind, depth, trained, all_depths, tile, sharding, n1):
+def _sharded(x1r, x2, table, *, kind, depth, trained, all_depths, tile, sharding, n1):
     def rows(xb):
-        return _fused(xb, x2, scales, kind=kind, depth=depth, trained=trained, all_depths=all_depths,
+        return _fused(xb, x2, table, kind=kind, depth=depth, trained=trained, all_depths=all_depths,
                       symmetric=False, tile=tile)
 
     k = jax.vmap(rows)(x1r)  # (devices, [L,] rows per device, n2)
@@ -157,9 +140,9 @@ def sharded_kernel(arch, x1, x2=None, *, trained="hidden", all_depths=False, mes
     y = x1 if x2 is None else x2
     n1 = x1.shape[0]
     per = -(-n1 // ndev)
-    x1r = _padded(x1, ndev * per).reshape((ndev, per, x1.shape[1]))
+    x1r = _pad_rows(x1, ndev * per).reshape((ndev, per, x1.shape[1]))
     x1r = jax.device_put(x1r, NamedSharding(mesh, PartitionSpec(axis)))
     y = jax.device_put(y, NamedSharding(mesh, PartitionSpec()))
     spec = PartitionSpec(None, axis, None) if all_depths else PartitionSpec(axis, None)
-    return _sharded(x1r, y, _scales(arch, x1.dtype), kind=kind, depth=arch.depth, trained=trained,
+    return _sharded(x1r, y, _layer_table(arch, x1.dtype), kind=kind, depth=arch.depth, trained=trained,
                     all_depths=bool(all_depths), tile=tile, sharding=NamedSharding(mesh, spec), n1=n1)
