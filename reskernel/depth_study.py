@@ -31,7 +31,8 @@ from ._io import read_json, write_json_atomic, write_text_atomic
 from .analytic import correlations
 from .arch import FeedForward, ResNet
 from .precision import enable_x64
-from .regression import _family_alphas, _ffnet_depths, _resnet_depths, check_depths, gd_predictions, kernel_regression
+from .regression import (_as_kernels, _check_ridge, _family_alphas, _ffnet_depths, _resnet_depths, _solve, check_depths,
+                         gd_predictions, scores)
 
 __all__ = ["parse_depths", "parse_list", "study", "plot_study", "summary_table", "finite_width_check", "regress_command",
            "ARCHS", "KERNELS", "PRECISIONS"]
@@ -39,6 +40,10 @@ __all__ = ["parse_depths", "parse_list", "study", "plot_study", "summary_table",
 ARCHS = ("ffnet", "resnet")
 KERNELS = ("ntk", "nngp")
 PRECISIONS = ("float64", "float32")
+# A float32 kernel can be indefinite by more than the ridge (its rounding, ~1e-7 x the
+# diagonal, spreads over n eigenvalues); the study then raises the ridge, up to this
+# (relative) value, and records the ridge used per row instead of failing.
+MAX_JITTER = 1e-3
 KEY_FIELDS = ("dataset", "classes", "n_train", "n_test", "seed", "ridge", "trained", "arch", "gamma",
               "precision", "kernel", "depth")
 
@@ -153,7 +158,7 @@ def _write(out: Path, stem: str, meta: dict, rows: list):
                                             for v in _key(r)))
     write_json_atomic(out / f"{stem}.json", {"meta": meta, "rows": rows})
     buf = io.StringIO()
-    fields = list(rows[0].keys()) if rows else list(KEY_FIELDS)
+    fields = list(dict.fromkeys(k for r in rows for k in r)) if rows else list(KEY_FIELDS)
     w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
     w.writeheader()
     for r in rows:
@@ -184,6 +189,7 @@ def study(dataset: str = "cifar2", *, archs: Sequence[str] = ARCHS, gammas: Sequ
     ffnet_depths = depths if ffnet_depths is None else [int(d) for d in check_depths(ffnet_depths)]
     depths, ffnet_depths = sorted(set(depths)), sorted(set(ffnet_depths))
     gammas = [float(g) for g in gammas]
+    ridge = _check_ridge(ridge)
     if "resnet" in archs and (not gammas or any(not (math.isfinite(g) and g >= 0) for g in gammas)):
         raise ValueError(f"gammas must be a non-empty list of finite reals >= 0, got {gammas}")
     if isinstance(chunk, bool) or not isinstance(chunk, numbers.Integral) or chunk < 1:
@@ -198,7 +204,8 @@ def study(dataset: str = "cifar2", *, archs: Sequence[str] = ARCHS, gammas: Sequ
     have = {_key(r) for r in rows}
     base = {"dataset": dataset, "classes": list(ds.classes), "n_train": ds.n_train, "n_test": ds.n_test,
             "seed": int(seed), "ridge": float(ridge), "trained": trained}
-    meta = {"data": ds.metadata, "solver": "Cholesky in float64, ridge x mean diagonal",
+    meta = {"data": ds.metadata, "solver": "Cholesky in float64, ridge x mean diagonal (raised by jitter, "
+            f"at most {MAX_JITTER:g}, where the kernel is not positive definite: ridge_used)",
             "precision": "dtype of the kernel recursion", "resnet_alpha": "each depth l its own alpha = l^-gamma"}
     units = [("ffnet", None, p) for p in precisions if "ffnet" in archs]
     units += [("resnet", g, p) for g in gammas for p in precisions if "resnet" in archs]
@@ -226,11 +233,16 @@ def study(dataset: str = "cifar2", *, archs: Sequence[str] = ARCHS, gammas: Sequ
         rows = [r for r in rows if not (_same(r, base) and (r["arch"], r["gamma"], r["precision"]) == (arch, g, p))]
         for kname in kernels:
             k_tr, k_te = _unpack(ks[kname], norms, n, m)
-            res = kernel_regression(k_tr, k_te, ds.y_train, ds.y_test, ridge=ridge)
+            pred, used = _solve(*_as_kernels(k_tr, k_te, ds.y_train), float(ridge), MAX_JITTER)
+            acc, mse = scores(pred, ds.y_test)
             for j, d in enumerate(ds_):
                 rows.append(dict(base, arch=arch, gamma=g, precision=p, kernel=kname, depth=int(d),
-                                 accuracy=float(res.accuracy[j]), mse=float(res.mse[j]),
+                                 accuracy=float(acc[j]), mse=float(mse[j]), ridge_used=float(used[j]),
                                  alpha=None if arch == "ffnet" else float(d) ** (-g)))
+            if (used > ridge).any():
+                bar.write(f"{arch}{'' if g is None else f' gamma={g:g}'} {p} {kname}: kernel not positive definite "
+                          f"with ridge {ridge:g} at depth(s) {[int(d) for d, u in zip(ds_, used) if u > ridge]}; "
+                          f"jitter raised the ridge to {used.max():.3g} x mean diagonal (column ridge_used)")
         computed.append({"arch": arch, "gamma": g, "precision": p, "kernel_s": round(kernel_s, 2),
                          "solve_s": round(time.perf_counter() - start - kernel_s, 2)})
         _write(out, stem, meta, rows)

@@ -80,14 +80,14 @@ def _cholesky_solve(k_train, k_test_train, y_train, reg):
     return (k_test_train @ coef)[..., 0]
 
 
-def _jitter_solve(k_train, k_test_train, y_train, scale, ridge):
+def _jitter_solve(k_train, k_test_train, y_train, scale, ridge, max_jitter):
     """One (n, n) solve whose Cholesky failed: jitter 10 eps x mean diagonal, tenfold until it
-    succeeds (at most 1e-6). Only the failed kernels are redone, one LAPACK call each."""
+    succeeds (at most max_jitter). Only the failed kernels are redone, one LAPACK call each."""
     import scipy.linalg
 
     jitter = 10 * np.finfo(np.float64).eps
     eye = np.eye(k_train.shape[-1])
-    while jitter <= 1.0001e-6:
+    while jitter <= 1.0001 * max_jitter:
         try:
             factor = scipy.linalg.cho_factor(k_train + (ridge + jitter) * scale * eye, lower=True)
         except np.linalg.LinAlgError:
@@ -96,6 +96,18 @@ def _jitter_solve(k_train, k_test_train, y_train, scale, ridge):
         return k_test_train @ scipy.linalg.cho_solve(factor, y_train), ridge + jitter
     raise np.linalg.LinAlgError(f"kernel not positive definite even with ridge {ridge + jitter / 10:g} x mean "
                                 "diagonal; is it symmetric positive semi-definite?")
+
+
+def _solve(k_train, k_test_train, y_train, ridge, max_jitter):
+    """Checked float64 kernels -> (predictions (..., m), relative ridge used (...)): one batched
+    Cholesky; kernels where it fails are redone with jitter (see kernel_regression)."""
+    scale = np.trace(k_train, axis1=-2, axis2=-1) / k_train.shape[-1]
+    with enable_x64():
+        pred = np.array(_cholesky_solve(k_train, k_test_train, y_train, jnp.asarray(scale * ridge)))
+    used = np.full(scale.shape, ridge)
+    for i in map(tuple, np.argwhere(~np.isfinite(pred).all(axis=-1))):
+        pred[i], used[i] = _jitter_solve(k_train[i], k_test_train[i], y_train, scale[i], ridge, max_jitter)
+    return pred, used
 
 
 def scores(predictions, y_test):
@@ -127,19 +139,11 @@ def kernel_regression(k_train, k_test_train, y_train, y_test=None, *, ridge: flo
     """
     ridge = _check_ridge(ridge)
     k_train, k_test_train, y_train = _as_kernels(k_train, k_test_train, y_train)
-    scale = np.trace(k_train, axis1=-2, axis2=-1) / k_train.shape[-1]
-    with enable_x64():
-        pred = np.array(_cholesky_solve(k_train, k_test_train, y_train, jnp.asarray(scale * ridge)))
-    bad = np.argwhere(~np.isfinite(pred).all(axis=-1))
-    if len(bad):
-        raised = [_jitter_solve(k_train[tuple(i)], k_test_train[tuple(i)], y_train, scale[tuple(i)], ridge)
-                  for i in bad]
-        for i, (p, _) in zip(bad, raised):
-            pred[tuple(i)] = p
-        worst = max(r for _, r in raised)
+    pred, used = _solve(k_train, k_test_train, y_train, ridge, 1e-6)
+    if (used > ridge).any():
         warnings.warn(f"training kernel not positive definite to rounding with ridge {ridge:g} x mean diagonal "
-                      f"in {len(bad)} case(s); added jitter, ridge raised to at most {worst:.6g}", RuntimeWarning,
-                      stacklevel=2)
+                      f"in {int((used > ridge).sum())} case(s); added jitter, ridge raised to at most "
+                      f"{used.max():.6g}", RuntimeWarning, stacklevel=2)
     if y_test is None:
         return Regression(pred, None, None)
     acc, mse = scores(pred, y_test)
