@@ -256,7 +256,7 @@ def plot_success(entries: Sequence[dict], path) -> Path:
         ax.set_title(f"patch dimension p = {p}")
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel(f"fraction reaching the global minimum (95% CI, {entries[0]['runs']} runs)")
+    axes[0][0].set_ylabel(f"fraction reaching the global minimum\n(95% Wilson CI, {entries[0]['runs']} runs)")
     axes[0][-1].legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     path = Path(path)
