@@ -6,6 +6,8 @@ least disturbed run). Nothing here is imported by reskernel or its tests.
 """
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
 import os
 import platform
@@ -83,3 +85,39 @@ def unit_inputs(n, d, seed=0):
     import numpy as np
     x = np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
     return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def parser(doc, name, **defaults):
+    """argparse parser with the options every comparison script shares: --d, --repeats,
+    --nt-python, --name (the results/<name>.json file); `defaults` add script options
+    (--key value, type taken from the default)."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    for key, value in defaults.items():
+        ap.add_argument("--" + key.replace("_", "-"), type=type(value), default=value)
+    ap.add_argument("--d", type=int, default=784)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--nt-python", default=None)
+    ap.add_argument("--name", default=name)
+    return ap
+
+
+@contextlib.contextmanager
+def session(args, n, **fields):
+    """(nt_python, out, tmp) for one comparison run: the pinned python, the result dict
+    (machine, sizes, float32) and a temporary directory holding x.npz, the unit inputs
+    both libraries read."""
+    import numpy as np
+    nt_py = nt_python(args.nt_python)
+    out = dict({"machine": machine(), "n": n, "d": args.d, "dtype": "float32", "nt_python": str(nt_py),
+                "cases": {}}, **fields)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        np.savez(tmp / "x.npz", x=unit_inputs(n, args.d))
+        yield nt_py, out, tmp
+
+
+def worker(python, script, task, tmp, out_name="o.npy"):
+    """Run rk_worker.py / nt_worker.py on tmp/x.npz with `task` (a dict); its JSON result."""
+    path = tmp / f"{Path(script).stem}.json"
+    path.write_text(json.dumps(task))
+    return run_json(python, HERE / script, [path, tmp / "x.npz", tmp / out_name])

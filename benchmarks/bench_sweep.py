@@ -3,14 +3,11 @@ recursion pass, compile time independent of L). neural-tangents 0.6.5: one compi
 kernel_fn per depth; timed (cold = compile + first call) at a few depths and
 extrapolated to the sum over 1..L by a least-squares line in depth (stated so).
 
-usage: python benchmarks/bench_sweep.py [--n 1000] [--depth 100] [--nt-depths 5,20,50] [--repeats 3]
+usage: python benchmarks/bench_sweep.py [--n 1000] [--depth 100] [--nt-depths 5,20,50] [--repeats 3] [--alpha 0.1]
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,39 +17,22 @@ import _common as C  # noqa: E402
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=1000)
-    ap.add_argument("--d", type=int, default=784)
-    ap.add_argument("--depth", type=int, default=100)
-    ap.add_argument("--nt-depths", default="5,20,50")
-    ap.add_argument("--alpha", type=float, default=0.1, help="ResNet branch scale, the same at every depth")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--nt-python", default=None)
-    ap.add_argument("--name", default="sweep")
+    ap = C.parser(__doc__, "sweep", n=1000, depth=100, nt_depths="5,20,50", alpha=0.1)
     args = ap.parse_args(argv)
-    nt_py = C.nt_python(args.nt_python)
     nt_depths = [int(v) for v in args.nt_depths.split(",")]
-    out = {"machine": C.machine(), "n": args.n, "d": args.d, "depth": args.depth, "dtype": "float32",
-           "alpha": args.alpha, "nt_depths": nt_depths, "cases": {},
-           "method": "NT sweep time = sum over l=1..L of (a + b l), a line fitted to NT cold times at nt_depths"}
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        np.savez(tmp / "x.npz", x=C.unit_inputs(args.n, args.d))
+    method = "NT sweep time = sum over l=1..L of (a + b l), a line fitted to NT cold times at nt_depths"
+    with C.session(args, args.n, depth=args.depth, alpha=args.alpha, nt_depths=nt_depths, method=method) as (nt_py, out, tmp):
         for kind in ("ffnet", "resnet"):
             case = {}
             for label, all_depths in (("all_depths", True), ("single", False)):
-                runs = []
-                for _ in range(args.repeats):
-                    (tmp / "rk.json").write_text(json.dumps({"mode": "analytic", "kind": kind, "depth": args.depth,
-                                                             "alpha": args.alpha, "all_depths": all_depths,
-                                                             "repeats": 2, "trained": "all"}))
-                    runs.append(C.run_json(sys.executable, C.HERE / "rk_worker.py", [tmp / "rk.json", tmp / "x.npz", tmp / "o.npy"]))
+                task = {"mode": "analytic", "kind": kind, "depth": args.depth, "alpha": args.alpha,
+                        "all_depths": all_depths, "repeats": 2, "trained": "all"}
+                runs = [C.worker(sys.executable, "rk_worker.py", task, tmp) for _ in range(args.repeats)]
                 case[f"reskernel_{label}"] = {"cold": min(r["cold"] for r in runs), "warm": min(r["warm"] for r in runs)}
             nt = {}
             for depth in nt_depths:
-                (tmp / "nt.json").write_text(json.dumps({"mode": "analytic", "kind": kind, "depth": depth,
-                                                         "scales": [args.alpha] * depth, "repeats": 1}))
-                nt[depth] = C.run_json(nt_py, C.HERE / "nt_worker.py", [tmp / "nt.json", tmp / "x.npz", tmp / "nt.npy"])
+                nt[depth] = C.worker(nt_py, "nt_worker.py", {"mode": "analytic", "kind": kind, "depth": depth,
+                                                             "scales": [args.alpha] * depth, "repeats": 1}, tmp)
                 print(kind, depth, nt[depth], file=sys.stderr, flush=True)
             ls = np.array(nt_depths, float)
             fit = np.polyfit(ls, [nt[l]["cold"] for l in nt_depths], 1)

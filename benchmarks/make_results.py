@@ -5,13 +5,15 @@ usage: python benchmarks/make_results.py
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from reskernel._io import write_text_atomic  # noqa: E402
 
 
 def load(name):
@@ -19,85 +21,116 @@ def load(name):
     return json.loads(p.read_text()) if p.exists() else None
 
 
+def table(header, rows):
+    """Markdown table lines: header cells, then one line per row of cells."""
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(map(str, r)) + " |" for r in rows] + [""]
+
+
+def machine_line(m):
+    return (f"Machine: {m.get('cpu', '?')}, {m['cpu_count']} cores, devices {m['devices']}, jax {m['jax']}, "
+            f"load average at start {tuple(round(v, 1) for v in m.get('loadavg_at_start', ()))}")
+
+
+def limits(roof):
+    lines = ["## Limits (benchmarks/roofline.py)", "", machine_line(roof["machine"]), "",
+             f"- achievable float32 rate of XLA elementwise code (8 independent multiply-add chains on a 512x512 tile): "
+             f"{roof['flops_per_s_f32'] / 1e9:.1f} GFlop/s",
+             f"- read bandwidth (sum over 512 MB): {roof['bytes_per_s'] / 1e9:.1f} GB/s; "
+             f"read + write into a fresh array (y = 2x + 1, 256 MB): {roof.get('copy_bytes_per_s', float('nan')) / 1e9:.1f} GB/s", ""]
+    rows = [(k, r["ops_per_entry_layer"], f"{r['entry_layers_per_s_one_tile']:.3g}", f"{r['arith_limit_entry_layers_per_s']:.3g}",
+             f"{r['entry_layers_per_s_one_tile'] / r['arith_limit_entry_layers_per_s']:.2f}")
+            for k, r in ((k, roof[k]) for k in ("ffnet", "resnet"))]
+    lines += table(["recursion", "ops / entry / layer", "one 512x512 tile, 100 layers: entry-layers/s", "arithmetic limit",
+                    "fraction"], rows)
+    lines += ["Each tile's state stays in cache through all layers (one fused loop per layer), so a single-depth kernel is "
+              "bounded by arithmetic; a per-layer n x n round trip to memory would move ~16 bytes per entry-layer, i.e. "
+              f"{roof['bytes_per_s'] / 16:.3g} entry-layers/s at the read bandwidth. The all-depths output (2 L n^2 float32) "
+              "is bounded by writing it: 8 L n^2 bytes at the fresh-array write rate.", ""]
+    return lines
+
+
+def analytic(an, roof):
+    lines = [f"## Analytic NTK, n = {an['n']}, depth {an['depth']}, float32 ({an['machine'].get('jax', '?')} vs "
+             "neural-tangents in the pinned env)", "", machine_line(an["machine"]), ""]
+    rows = []
+    for k, c in an["cases"].items():
+        r, n = c["reskernel"], c.get("neural_tangents", {})
+        if "error" in n:
+            rows.append((k, f"{r['cold']:.2f} s", f"{r['warm']:.2f} s", "failed", "failed", "-", "-", n["error"][-80:].replace("\n", " ")))
+        else:
+            rows.append((k, f"{r['cold']:.2f} s", f"{r['warm']:.2f} s", f"{n['cold']:.1f} s", f"{n['warm']:.1f} s",
+                         f"{c['speedup_cold']:.0f}x", f"{c['speedup_warm']:.0f}x", f"{c['max_abs_diff_over_max']:.1e}"))
+    lines += table(["arch", "reskernel cold", "reskernel warm", "NT cold", "NT warm", "speedup cold", "speedup warm",
+                    "max abs diff / max"], rows)
+    if roof:
+        entries = an["n"] * (an["n"] + 1) / 2 * an["depth"]
+        parts = [f"{k}: {entries / roof[k]['arith_limit_entry_layers_per_s']:.2f} s (measured warm "
+                 f"{c['reskernel']['warm']:.2f} s, {c['reskernel']['warm'] * roof[k]['arith_limit_entry_layers_per_s'] / entries:.1f}x)"
+                 for k, c in an["cases"].items() if k in roof]
+        lines += ["Arithmetic limit of the symmetric kernel (upper triangle only): " + ", ".join(parts) + ".", ""]
+    return lines
+
+
+def sweep(sw, roof):
+    lines = [f"## Depth sweep, all depths 1..{sw['depth']}, n = {sw['n']} (ResNet alpha = {sw['alpha']} at every depth)", "",
+             f"neural-tangents compiles one kernel per depth; it was timed (compile + first call) at depths {sw['nt_depths']} "
+             "and the sweep time is extrapolated as the sum over l = 1..L of a fitted line a + b l (not measured in full).", ""]
+    rows = [(k, f"{c['reskernel_all_depths']['cold']:.2f} s", f"{c['reskernel_single']['cold']:.2f} s",
+             f"{c['reskernel_all_depths']['warm']:.2f} s", f"{c['reskernel_single']['warm']:.2f} s",
+             f"{c['sweep_over_single_warm']:.1f}x", f"{c['neural_tangents_sweep_extrapolated_s']:.0f} s", f"{c['sweep_speedup']:.0f}x")
+            for k, c in sw["cases"].items()]
+    lines += table(["arch", "all depths cold", "single depth cold", "all depths warm", "single warm", "all/single warm",
+                    "NT sweep (extrapolated)", "speedup"], rows)
+    if roof and "copy_bytes_per_s" in roof:
+        out_bytes = 2 * 4 * sw["depth"] * sw["n"] ** 2
+        lines += [f"Write bound of the all-depths output (NNGP and NTK, {out_bytes / 1e9:.2f} GB at "
+                  f"{roof['copy_bytes_per_s'] / 2e9:.2f} GB/s into fresh memory): {out_bytes / (roof['copy_bytes_per_s'] / 2):.2f} s. "
+                  "The all-depths call computes exactly the single call's recursion and writes each layer's tile "
+                  "once, so its extra cost over a single depth is this output traffic.", ""]
+    return lines
+
+
+def empirical(em):
+    lines = [f"## Empirical NTK, n = {em['n']}, depth {em['depth']}, float32", ""]
+    rows = []
+    for k, c in em["cases"].items():
+        impls = c["neural_tangents"]["implementations"]
+        per = ", ".join(f"{i}: {v['warm']:.3f} s" if "warm" in v else f"{i}: failed" for i, v in impls.items())
+        b = impls[str(c["nt_best_implementation"])]
+        rows.append((k, f"{c['reskernel']['warm']:.3f} s", f"{c['reskernel']['cold']:.2f} s", c["nt_best_implementation"],
+                     f"{b['warm']:.3f} s", f"{c['speedup_warm_vs_best']:.2f}x", per))
+    return lines + table(["arch/width", "reskernel warm", "reskernel cold", "NT best impl", "NT best warm", "speedup warm",
+                          "NT warm per impl"], rows)
+
+
+def regression(rg):
+    lines = [f"## Kernel regression (float64 Cholesky, scipy {rg['scipy']}), ResNet depth {rg['depth']} kernel", ""]
+    rows = [(n, f"{c['kernel_s']:.2f} s", f"{c['cholesky_solve_s']:.2f} s", f"{c['gflops_cholesky']:.1f}", f"{c['max_residual']:.1e}")
+            for n, c in rg["cases"].items()]
+    return lines + table(["n", "kernel (reskernel, warm)", "Cholesky + solve", "GFlop/s", "residual"], rows)
+
+
 def main():
-    lines = ["# Benchmarks (CPU only: no GPU was available; the code is device-agnostic JAX, GPU numbers are not claimed)", "",
-             "Generated by `python benchmarks/make_results.py` from `benchmarks/results/*.json`.",
-             "All timings are minima over repeats, float32, unit inputs (Gaussian, normalized), d = 784, NTK with every",
-             "layer trained (neural-tangents' convention; reskernel = d x neural-tangents). The machine is shared: other",
-             "processes ran on the same 2 cores throughout (load averages recorded in the JSON), so absolute times",
-             "are inflated and noisy for both libraries; neural-tangents was timed once per setting (a call takes minutes).", ""]
+    lines = ["# Benchmarks", "",
+             "Generated by `python benchmarks/make_results.py` from `benchmarks/results/*.json` "
+             "(all of it: `python benchmarks/run_all.py`).",
+             "Timings are minima over repeats, float32, unit inputs (Gaussian, normalized), d = 784, NTK with every",
+             "layer trained (neural-tangents' convention; reskernel = d x neural-tangents). Cold = a fresh process's first",
+             "call, compilation included. Ratios are between runs of the same script on the same machine; the load",
+             "average recorded with each result says how busy the machine was. Only CPU numbers are reported here.", ""]
     roof = load("roofline")
     if roof:
-        m = roof["machine"]
-        lines += [f"Machine: {m.get('cpu', '?')}, {m['cpu_count']} cores, {m['devices']}, jax {m['jax']}; reference env: "
-                  "jax 0.5.3, neural-tangents 0.6.5.", "",
-                  "## Limits", "",
-                  f"- achievable float32 rate (fused multiply-add chain on a 512x512 tile): {roof['flops_per_s_f32'] / 1e9:.1f} GFlop/s",
-                  f"- read bandwidth (sum over 512 MB): {roof['bytes_per_s'] / 1e9:.1f} GB/s", ""]
-        lines += ["| recursion | ops / entry / layer | one 512x512 tile, 100 layers: entry-layers/s | arithmetic limit | fraction |",
-                  "|---|---|---|---|---|"]
-        for k in ("ffnet", "resnet"):
-            r = roof[k]
-            lines.append(f"| {k} | {r['ops_per_entry_layer']} | {r['entry_layers_per_s_one_tile']:.3g} | "
-                         f"{r['arith_limit_entry_layers_per_s']:.3g} | {r['entry_layers_per_s_one_tile'] / r['arith_limit_entry_layers_per_s']:.2f} |")
-        lines += ["", "The fused recursion keeps each tile in cache over all layers, so it is bounded by arithmetic, "
-                  "not bandwidth: a per-layer n x n round trip would move 16 bytes x 3-4 arrays per entry-layer, i.e. "
-                  f"{roof['bytes_per_s'] / 64:.3g} entry-layers/s at the measured bandwidth.", ""]
+        lines += limits(roof)
     for path in sorted(C.RESULTS.glob("analytic*.json")):
-        an = json.loads(path.read_text())
-        lines += [f"## Analytic NTK, n = {an['n']}, depth {an['depth']}", "",
-                  "| arch | reskernel cold | reskernel warm | NT cold | NT warm | speedup cold | speedup warm | max abs diff / max |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for k, c in an["cases"].items():
-            r, n = c["reskernel"], c["neural_tangents"]
-            lines.append(f"| {k} | {r['cold']:.2f} s | {r['warm']:.2f} s | {n['cold']:.1f} s | {n['warm']:.1f} s | "
-                         f"{c['speedup_cold']:.0f}x | {c['speedup_warm']:.0f}x | {c['max_abs_diff_over_max']:.1e} |")
-        if roof:
-            n = an["n"]
-            entries = n * (n + 1) / 2
-            lines += ["", "Arithmetic limit of the symmetric kernel (upper triangle only): "
-                      + ", ".join(f"{k}: {entries * an['depth'] / roof[k]['arith_limit_entry_layers_per_s']:.2f} s "
-                                  f"(measured warm {an['cases'][k]['reskernel']['warm']:.2f} s, "
-                                  f"{an['cases'][k]['reskernel']['warm'] / (entries * an['depth'] / roof[k]['arith_limit_entry_layers_per_s']):.1f}x)"
-                                  for k in an["cases"] if k in roof) + "."]
-        lines.append("")
+        lines += analytic(json.loads(path.read_text()), roof)
     notes = C.HERE / "NOTES.md"
     if notes.exists():
         lines += [notes.read_text().strip(), ""]
-    sw = load("sweep")
-    if sw:
-        lines += [f"## Depth sweep, all depths 1..{sw['depth']}, n = {sw['n']} (ResNet alpha = {sw['alpha']} at every depth)", "",
-                  f"neural-tangents compiles one kernel per depth; it was timed (compile + first call) at depths {sw['nt_depths']} "
-                  "and the sweep time is extrapolated as the sum over l = 1..L of a fitted line a + b l (not measured in full).", "",
-                  "| arch | reskernel all depths, cold | reskernel single depth, cold | all/single warm | NT sweep (extrapolated) | speedup |",
-                  "|---|---|---|---|---|---|"]
-        for k, c in sw["cases"].items():
-            lines.append(f"| {k} | {c['reskernel_all_depths']['cold']:.2f} s | {c['reskernel_single']['cold']:.2f} s | "
-                         f"{c['sweep_over_single_warm']:.1f}x | {c['neural_tangents_sweep_extrapolated_s']:.0f} s | {c['sweep_speedup']:.0f}x |")
-        lines.append("")
-    em = load("empirical")
-    if em:
-        lines += [f"## Empirical NTK, n = {em['n']}, depth {em['depth']}", "",
-                  "| arch/width | reskernel warm | reskernel cold | NT best impl | NT best warm | speedup warm | NT warm per impl |",
-                  "|---|---|---|---|---|---|---|"]
-        for k, c in em["cases"].items():
-            impls = c["neural_tangents"]["implementations"]
-            per = ", ".join(f"{i}: {v['warm']:.3f} s" if "warm" in v else f"{i}: failed" for i, v in impls.items())
-            b = impls[str(c["nt_best_implementation"])]
-            lines.append(f"| {k} | {c['reskernel']['warm']:.3f} s | {c['reskernel']['cold']:.2f} s | {c['nt_best_implementation']} | "
-                         f"{b['warm']:.3f} s | {c['speedup_warm_vs_best']:.2f}x | {per} |")
-        lines.append("")
-    rg = load("regression")
-    if rg:
-        lines += [f"## Kernel regression (float64 Cholesky, scipy {rg['scipy']}), ResNet depth {rg['depth']} kernel", "",
-                  "| n | kernel (reskernel, warm) | Cholesky + solve | GFlop/s | residual |", "|---|---|---|---|---|"]
-        for n, c in rg["cases"].items():
-            lines.append(f"| {n} | {c['kernel_s']:.2f} s | {c['cholesky_solve_s']:.2f} s | {c['gflops_cholesky']:.1f} | {c['max_residual']:.1e} |")
-        lines.append("")
-    fd, tmp = tempfile.mkstemp(dir=C.HERE, prefix=".RESULTS.", suffix=".md")
-    with os.fdopen(fd, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    os.replace(tmp, C.HERE / "RESULTS.md")
+    for name, fn in (("sweep", lambda r: sweep(r, roof)), ("empirical", empirical), ("regression", regression)):
+        res = load(name)
+        if res:
+            lines += fn(res)
+    write_text_atomic(C.HERE / "RESULTS.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

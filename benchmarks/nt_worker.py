@@ -8,24 +8,16 @@ Prints one JSON line: timings in seconds (cold = first call incl. compilation, w
 import json
 import sys
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
 import neural_tangents as nt
-from neural_tangents import stax
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "nt_reference"))
+from compute import stax_net  # noqa: E402  (the same stax builder as the reference tests)
 
-def stax_net(kind, depth, scales, width=512):
-    if kind == "ffnet":
-        layers = [stax.Dense(width, W_std=1.0), stax.Relu()]
-        for _ in range(depth - 1):
-            layers += [stax.Dense(width, W_std=2**0.5), stax.Relu()]
-        return stax.serial(*layers, stax.Dense(1, W_std=2**0.5))
-    blocks = []
-    for a in scales:
-        branch = stax.serial(stax.Dense(width, W_std=2**0.5), stax.Relu(), stax.Dense(width, W_std=float(a)))
-        blocks.append(stax.serial(stax.FanOut(2), stax.parallel(branch, stax.Identity()), stax.FanInSum()))
-    return stax.serial(stax.Dense(width, W_std=1.0), *blocks, stax.Dense(1, W_std=1.0))
+WIDTH = 512  # analytic kernels do not depend on it
 
 
 def clock(fn):
@@ -39,7 +31,7 @@ def main(task_path, inputs_path, out_path):
     x = np.load(inputs_path)["x"]
     res = {"jax": jax.__version__, "neural_tangents": nt.__version__, "devices": [str(d) for d in jax.devices()]}
     if task["mode"] == "analytic":
-        _, _, kernel_fn = stax_net(task["kind"], task["depth"], task["scales"])
+        _, _, kernel_fn = stax_net(task["kind"], task["depth"], task["scales"], WIDTH)
         fn = jax.jit(kernel_fn, static_argnames="get")
         cold, out = clock(lambda: fn(x, None, "ntk"))
         warm = [clock(lambda: fn(x, None, "ntk"))[0] for _ in range(task["repeats"])]

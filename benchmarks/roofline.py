@@ -1,8 +1,9 @@
 """Machine limits and the recursion's cost per entry, for the "fraction of limit" columns.
 
-  - achievable float32 flop rate: a fused chain of 64 multiply-adds on a 512 x 512
-    array (in cache), repeated in a fori_loop, as XLA compiles elementwise code;
-  - memory bandwidth: y = 2 x + 1 on a 256 MB array (read + write);
+  - achievable float32 rate of XLA elementwise code: 8 independent chains of 32
+    multiply-adds on a 512 x 512 array (in cache), repeated in a fori_loop;
+  - memory bandwidth: a sum over 512 MB (read), y = 2 x + 1 on 256 MB (read + write;
+    the all-depths output, 2 L n^2 float32, is bounded by the write side);
   - elementwise operations per entry per layer of each recursion (counted by hand,
     OPS_PER_ENTRY_LAYER; sqrt, select and compare count 1 like a multiply), and the
     measured time of the fused recursion on one 512 x 512 tile over 100 layers.
@@ -22,15 +23,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
+import reskernel as rk  # noqa: E402
 from reskernel import analytic  # noqa: E402
 
-# Elementwise operations per entry per layer, counted by hand from reskernel.arccos and
-# reskernel.analytic (XLA merges the common arccos of k0 and k1): arccos with range
-# reduction 28 (abs, compare, 1-a, max, *0.5, sqrt, select, s*s, degree-5 Horner 10,
-# s*z*p+s 3, pi/2-r, 2r, select, pi-acos, compare, 2 selects), clip 2, k0 1,
-# k1 8 (sqrt((1-r)(1+r)) 5, sup*rho+sin 2, /pi 1); update: FFNet 3, ResNet 11
-# (t (1 + a^2 k0) + a^2 s (rho k0 + k1) 7, p 1, rho 3). Two of them are sqrt.
-OPS_PER_ENTRY_LAYER = {"ffnet": 28 + 2 + 1 + 8 + 3, "resnet": 28 + 2 + 1 + 8 + 11}
+# Elementwise operations per entry per layer, counted by hand from reskernel.arccos.angle_sine
+# and reskernel.analytic._stepper: angle 27 (abs, compare, 1 - a, max, * 0.5, sqrt, select,
+# s * s, degree-5 Horner 10, s + s z p 3, pi/2 - r, 2 r, select, pi - acos, compare, select),
+# sine 5 (1 - rho, 1 + rho, *, max, sqrt); update: FFNet 8, ResNet 14. Two of them are sqrt.
+OPS_PER_ENTRY_LAYER = {"ffnet": 27 + 5 + 8, "resnet": 27 + 5 + 14}
 
 
 def best(fn, repeats=5):
@@ -43,19 +43,20 @@ def best(fn, repeats=5):
     return min(ts)
 
 
-def flop_rate(tile=512, chain=64, iters=200):
+def flop_rate(tile=512, chains=8, chain=32, iters=200):
     x = jnp.linspace(0.0, 1.0, tile * tile, dtype=jnp.float32).reshape(tile, tile)
 
     @jax.jit
     def f(x):
         def body(_, v):
+            ws = [v + 0.01 * c for c in range(chains)]
             for k in range(chain):
-                v = v * 0.999 + 0.001 * (k % 3)
-            return v
+                ws = [w * (0.999 - 1e-4 * c) + 0.001 * (k % 3) for c, w in enumerate(ws)]
+            return sum(ws) * (1.0 / chains)
         return jax.lax.fori_loop(0, iters, body, x)
 
     t = best(lambda: f(x))
-    return 2 * chain * tile * tile * iters / t
+    return 2 * chains * chain * tile * tile * iters / t
 
 
 def bandwidth(mb=512):
@@ -66,11 +67,20 @@ def bandwidth(mb=512):
     return x.size * 4 / t
 
 
+def copy_bandwidth(mb=256):
+    """Read + write bandwidth: y = 2 x + 1 on a 256 MB array (bytes read plus written)."""
+    x = jnp.ones((mb * 2**20 // 4,), jnp.float32)
+    f = jax.jit(lambda v: 2 * v + 1)
+    t = best(lambda: f(x))
+    return 2 * x.size * 4 / t
+
+
 def tile_rate(kind, tile=512, depth=100):
     rng = np.random.default_rng(0)
     rho = jnp.asarray(rng.uniform(-0.9, 0.9, size=(tile, tile)), jnp.float32)
-    scales = jnp.full((depth,), 1.0 / depth, jnp.float32)
-    f = jax.jit(lambda r: analytic._recursion(kind, r, scales, depth, "all", False))
+    arch = rk.FeedForward(depth) if kind == "ffnet" else rk.ResNet(depth, gamma=1.0)
+    table = analytic._layer_table(arch, jnp.float32)
+    f = jax.jit(lambda r: analytic._recursion(kind, r, table, "all", False))
     t = best(lambda: f(rho))
     return tile * tile * depth / t
 
@@ -79,14 +89,16 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--name", default="roofline")
     args = ap.parse_args(argv)
-    res = {"machine": C.machine(), "flops_per_s_f32": flop_rate(), "bytes_per_s": bandwidth()}
+    res = {"machine": C.machine(), "flops_per_s_f32": flop_rate(), "bytes_per_s": bandwidth(),
+           "copy_bytes_per_s": copy_bandwidth()}
     for kind in ("ffnet", "resnet"):
         ops = OPS_PER_ENTRY_LAYER[kind]
         rate = tile_rate(kind)
         res[kind] = {"ops_per_entry_layer": ops, "entry_layers_per_s_one_tile": rate,
                      "arith_limit_entry_layers_per_s": res["flops_per_s_f32"] / ops}
         print(kind, res[kind], flush=True)
-    print("flop rate %.1f GFlop/s, bandwidth %.1f GB/s" % (res["flops_per_s_f32"] / 1e9, res["bytes_per_s"] / 1e9))
+    print("flop rate %.1f GFlop/s, read bandwidth %.1f GB/s, read+write %.1f GB/s"
+          % (res["flops_per_s_f32"] / 1e9, res["bytes_per_s"] / 1e9, res["copy_bytes_per_s"] / 1e9))
     C.write_result(args.name, res)
 
 

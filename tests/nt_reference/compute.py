@@ -6,20 +6,22 @@ For each case {"name", "kind": "ffnet"|"resnet", "depth", "scales": [...], "widt
 writes, in float64, neural-tangents' analytic NNGP/NTK (every layer trained), and its
 empirical NTK at the given width together with the parameters it drew (leaves in
 forward order, each stored (fan_in, fan_out) as stax does). Imports neither reskernel
-nor anything of the main environment.
+nor anything of the main environment. `stax_net` is also imported by
+benchmarks/nt_worker.py (importing this module leaves float64 off; `main` turns it on).
 """
 import json
 import sys
 
 import jax
-
-jax.config.update("jax_enable_x64", True)
-import numpy as np  # noqa: E402
-import neural_tangents as nt  # noqa: E402
-from neural_tangents import stax  # noqa: E402
+import numpy as np
+import neural_tangents as nt
+from neural_tangents import stax
 
 
 def stax_net(kind, depth, scales, width):
+    """neural-tangents stax (init_fn, apply_fn, kernel_fn) of reskernel's FeedForward
+    (kind "ffnet") or ResNet (kind "resnet", branch scales `scales`), every layer a
+    trainable Dense of the given width."""
     if kind == "ffnet":
         layers = [stax.Dense(width, W_std=1.0), stax.Relu()]
         for _ in range(depth - 1):
@@ -33,6 +35,7 @@ def stax_net(kind, depth, scales, width):
 
 
 def main(cases_path, inputs_path, out_path):
+    jax.config.update("jax_enable_x64", True)
     cases = json.load(open(cases_path))
     data = np.load(inputs_path)
     x1, x2 = data["x1"], data["x2"]
