@@ -516,7 +516,8 @@ def plot_sweep(results: dict, path, metric: str = "frob") -> Path:
 
 
 def plot_joint(results: dict, path) -> Path:
-    """Width needed for the target NTK/NNGP error vs depth, per arch (log-log)."""
+    """Width needed for the target NTK/NNGP error vs depth, per arch (log-log): measured
+    (crosses where extrapolated beyond the swept widths) beside theory (dashed)."""
     from .plotting import figure, save
 
     joint = results["summary"]["joint"]
@@ -525,7 +526,12 @@ def plot_joint(results: dict, path) -> Path:
         for name in results["config"]["archs"]:
             pts = [j for j in joint if j["arch"] == name and j["kernel"] == kern and math.isfinite(j["width"])]
             if pts:
-                line, = ax.plot([p["depth"] for p in pts], [p["width"] for p in pts], "o-", label=f"{name} measured")
+                line, = ax.plot([p["depth"] for p in pts], [p["width"] for p in pts], "-", label=f"{name} measured")
+                for extra, marker in ((False, "o"), (True, "x")):
+                    sel = [p for p in pts if bool(p["extrapolated"]) == extra]
+                    if sel:
+                        ax.plot([p["depth"] for p in sel], [p["width"] for p in sel], marker, color=line.get_color(),
+                                ms=7, label=f"{name} extrapolated past the swept widths" if extra else None)
                 ax.plot([p["depth"] for p in pts], [p["theory_width"] for p in pts], "--", color=line.get_color(),
                         label=f"{name} theory (NNGP diagonal)")
         ax.set_xscale("log")
