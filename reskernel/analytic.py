@@ -244,7 +244,10 @@ def _fused(x1, x2, table, *, kind, depth, trained, all_depths, symmetric, tile):
         ii, jj = np.divmod(np.arange(nb1 * nb2), nb2)
     ii, jj = jnp.asarray(ii, jnp.int32), jnp.asarray(jj, jnp.int32)
     lead = (depth,) if all_depths else ()
-    zeros = jnp.zeros(lead + (nb1 * t1, nb2 * t2), x1.dtype)
+    shape = lead + (nb1 * t1, nb2 * t2)
+    # Two distinct zero arrays (the second's value depends on m1, 0 * |x_0| = 0): with one
+    # shared zeros XLA copies it to give each loop-carried output its own buffer.
+    zeros = (jnp.zeros(shape, x1.dtype), jnp.broadcast_to(0 * m1[0], shape))
 
     def put(outs, blocks, r0, c0, layer=()):
         new = []
@@ -279,7 +282,7 @@ def _fused(x1, x2, table, *, kind, depth, trained, all_depths, symmetric, tile):
         layers = jnp.arange(depth, dtype=jnp.int32)
         return jax.lax.scan(layer, (init, outs), (layers, xs))[0][1]
 
-    outs = jax.lax.fori_loop(0, ii.shape[0], one, (zeros, zeros))
+    outs = jax.lax.fori_loop(0, ii.shape[0], one, zeros)
     return Kernel(*(o[..., :n1, :n2] for o in outs))
 
 
