@@ -58,3 +58,24 @@ def test_maps_match_library_arccos(x64):
     np.testing.assert_allclose(np.asarray(k0(x)), np.asarray((jnp.pi - theta) / jnp.pi), rtol=0, atol=1e-15)
     want = (jnp.sqrt(jnp.maximum((1 - x) * (1 + x), 0)) + (jnp.pi - theta) * x) / jnp.pi
     np.testing.assert_allclose(np.asarray(k1(x)), np.asarray(want), rtol=0, atol=1e-15)
+
+
+def test_angle_sine_values_and_derivatives(x64):
+    from reskernel.arccos import angle_sine
+    x = _points()
+    theta, sine = jax.jit(angle_sine)(jnp.asarray(x))
+    np.testing.assert_allclose(np.asarray(theta), np.arccos(x), rtol=0, atol=1e-14)
+    np.testing.assert_allclose(np.asarray(sine), np.sqrt((1 - x) * (1 + x)), rtol=0, atol=1e-15)
+    # derivatives -1/sin and -rho/sin inside, 0 at rho = +-1 (finite gradients at identical inputs)
+    rho = jnp.asarray([-1.0, -0.3, 0.0, 0.6, 1.0])
+    d_theta = jax.vmap(jax.grad(lambda r: angle_sine(r)[0]))(rho)
+    d_sine = jax.vmap(jax.grad(lambda r: angle_sine(r)[1]))(rho)
+    s = np.sqrt(1 - np.asarray(rho) ** 2)
+    inside = s > 0
+    np.testing.assert_allclose(np.asarray(d_theta)[inside], -1 / s[inside], rtol=1e-14)
+    np.testing.assert_allclose(np.asarray(d_sine)[inside], -np.asarray(rho)[inside] / s[inside], rtol=1e-14)
+    assert np.all(np.asarray(d_theta)[~inside] == 0) and np.all(np.asarray(d_sine)[~inside] == 0)
+    # float32 angle within ~1 ulp of the exact angle of the float32 input
+    x32 = x.astype(np.float32)
+    got = np.asarray(angle_sine(jnp.asarray(x32))[0], np.float64)
+    assert np.abs(got - np.arccos(x32.astype(np.float64))).max() < 4e-7
