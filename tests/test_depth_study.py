@@ -74,6 +74,7 @@ def test_small_study_resnet_and_float32(tmp_path):
     assert len(res["rows"]) == (3 + 2) * 2 * 2
     for r in res["rows"]:
         assert 0.0 <= r["accuracy"] <= 1.0 and np.isfinite(r["mse"])
+        assert r["ridge_used"] == r["ridge"] or r["precision"] == "float32"   # float64 kernels need no jitter
     f64 = {(r["arch"], r["kernel"], r["depth"]): r["accuracy"] for r in res["rows"] if r["precision"] == "float64"}
     f32 = {(r["arch"], r["kernel"], r["depth"]): r["accuracy"] for r in res["rows"] if r["precision"] == "float32"}
     # at depth 1 correlations are far from 1: float32 kernels classify like float64 (up to a test image)
