@@ -79,14 +79,15 @@ def test_seeds_aggregate_to_mean_and_sd(data, tmp_path):
     """Two seeds: different inits give different losses; the summary's mean and sd are
     numpy's over the per-seed records, and adding a seed is a different configuration."""
     x, y = data
-    kw = dict(depths=(2,), methods=("batchnorm",), width=8, learning_rates=(0.05,), steps=5,
+    # The settings of test_skipinit_study_resumes: the compiled training is reused.
+    kw = dict(depths=(2,), methods=("skipinit",), width=8, learning_rates=(0.01, 0.1), steps=4,
               batch_size=None, progress=False)
     res = tr.skipinit_study(x, y, x[:16], y[:16], n_seeds=2, seed=3, out=tmp_path / "s.json", **kw)
-    recs = res["records"]
-    assert sorted(r["seed"] for r in recs) == [3, 4]
+    recs = [r for r in res["records"] if r["learning_rate"] == 0.1]
+    assert sorted(r["seed"] for r in recs) == [3, 4] and len(res["records"]) == 4
     losses = [r["train_loss"] for r in recs]
     assert abs(losses[0] - losses[1]) > 1e-6
-    (row,) = tr.summarize_skipinit(res)
+    row = next(r for r in tr.summarize_skipinit(res) if r["learning_rate"] == 0.1)
     assert row["seeds"] == 2
     assert_close(row["train_loss"], np.mean(losses), rtol=1e-12)
     assert_close(row["train_loss_std"], np.std(losses, ddof=1), rtol=1e-12)
@@ -101,7 +102,7 @@ def test_seeds_aggregate_to_mean_and_sd(data, tmp_path):
 def test_fromage_study_and_summary(data, tmp_path):
     x, y = data
     grids = {"fromage": (0.01, 0.1)}
-    res = tr.fromage_study(x, y, x[:16], y[:16], depths=(1, 3), grids=grids, width=8, init="he", steps=30,
+    res = tr.fromage_study(x, y, x[:16], y[:16], depths=(1, 3), grids=grids, width=8, init="he", steps=10,
                            batch_size=None, n_seeds=2, out=tmp_path / "f.json", progress=False)
     assert len(res["records"]) == 8
     s = tr.summarize_fromage(res, threshold=0.0)
@@ -117,9 +118,9 @@ def test_fromage_study_and_summary(data, tmp_path):
         assert s["best"]["fromage"][d][2] == lr
         assert_close(s["fromage_at"][d], means[0.01], rtol=1e-12)
     plots.plot_fromage(res, tmp_path / "f.png")
-    stream = tr.stream_study(x[:8], depth=5, width=16, n_seeds=2, methods=("batchnorm",),
+    stream = tr.stream_study(x[:8], depth=3, width=8, n_seeds=2, methods=("batchnorm",),
                              out=tmp_path / "s.json", progress=False)
-    assert_close(stream["methods"]["batchnorm"]["theory_stream"], stream["config"]["q0"] + np.arange(6), rtol=1e-12)
+    assert_close(stream["methods"]["batchnorm"]["theory_stream"], stream["config"]["q0"] + np.arange(4), rtol=1e-12)
     plots.plot_stream(stream, tmp_path / "s.png")
     assert (tmp_path / "s.png").exists()
 
@@ -140,7 +141,7 @@ def test_study_errors(data):
         tr.train(tr.MLP(1, 4), x, y, batch_size=1000)
 
 
-def test_commands_parse():
+def test_commands_parse(tmp_path):
     runner = CliRunner()
     for cmd in (skipinit_command, fromage_command):
         r = runner.invoke(cmd, ["--help"])
@@ -151,3 +152,8 @@ def test_commands_parse():
     assert "--seeds" in r.output and "--lr" in r.output and "--init" not in r.output
     r = runner.invoke(fromage_command, ["--help"])
     assert "--seeds" in r.output and "--init" in r.output and "--lr " not in r.output
+    # bad settings are usage errors naming the argument, raised before any training
+    r = runner.invoke(fromage_command, ["--depths", "0,2", "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "depth must be >= 1" in r.output
+    r = runner.invoke(fromage_command, ["--depths", "2", "--seeds", "0", "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "n_seeds must be >= 1" in r.output

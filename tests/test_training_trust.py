@@ -21,8 +21,7 @@ def setup(x64):
     return spec, spec.init_params(jax.random.PRNGKey(1), 20, jnp.float64), x, y
 
 
-@pytest.mark.parametrize("direction, eta", [("random", 1e-3), ("random", 0.5), ("scale", 0.1),
-                                            ("gradient", 1e-3), ("gradient", 0.5)])
+@pytest.mark.parametrize("direction, eta", [("random", 1e-3), ("scale", 0.1), ("gradient", 0.5)])
 def test_lipschitz_bound_holds(setup, direction, eta):
     spec, p, x, y = setup
     d = tr.relative_perturbation(spec, p, eta, jax.random.PRNGKey(2), direction=direction, x=x, y=y)
