@@ -21,6 +21,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results"
 DEFAULT_NT_PYTHON = ROOT / ".venv-nt" / "bin" / "python"
+# Bumped when reskernel's fast path or a benchmark's method changes: run_all.py reruns
+# results written under another version instead of skipping them.
+VERSION = 2
 
 
 def nt_python(option=None) -> Path:
@@ -73,7 +76,8 @@ def machine():
 def write_result(name, payload):
     """Atomically write benchmarks/results/<name>.json (temp file in the same dir, then os.replace)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    payload = dict(payload, written=time.strftime("%Y-%m-%dT%H:%M:%S"), loadavg_at_end=os.getloadavg())
+    payload = dict(payload, written=time.strftime("%Y-%m-%dT%H:%M:%S"), loadavg_at_end=os.getloadavg(),
+                   benchmark_version=VERSION)
     fd, tmp = tempfile.mkstemp(dir=RESULTS, prefix=f".{name}.", suffix=".json")
     with os.fdopen(fd, "w") as f:
         json.dump(payload, f, indent=1)

@@ -16,9 +16,18 @@ sys.path.insert(0, str(ROOT))
 from reskernel._io import write_text_atomic  # noqa: E402
 
 
+def read(path):
+    """A result of the current benchmark version, else None (stale results are left out)."""
+    res = json.loads(path.read_text())
+    if res.get("benchmark_version") != C.VERSION:
+        print(f"skipping {path.name}: written by an older benchmark version", file=sys.stderr)
+        return None
+    return res
+
+
 def load(name):
     p = C.RESULTS / f"{name}.json"
-    return json.loads(p.read_text()) if p.exists() else None
+    return read(p) if p.exists() else None
 
 
 def table(header, rows):
@@ -50,7 +59,7 @@ def limits(roof):
 
 
 def analytic(an, roof):
-    lines = [f"## Analytic NTK, n = {an['n']}, depth {an['depth']}, float32 ({an['machine'].get('jax', '?')} vs "
+    lines = [f"## Analytic NTK, n = {an['n']}, depth {an['depth']}, float32 (reskernel on jax {an['machine'].get('jax', '?')} vs "
              "neural-tangents in the pinned env)", "", machine_line(an["machine"]), ""]
     rows = []
     for k, c in an["cases"].items():
@@ -122,7 +131,9 @@ def main():
     if roof:
         lines += limits(roof)
     for path in sorted(C.RESULTS.glob("analytic*.json")):
-        lines += analytic(json.loads(path.read_text()), roof)
+        an = read(path)
+        if an:
+            lines += analytic(an, roof)
     notes = C.HERE / "NOTES.md"
     if notes.exists():
         lines += [notes.read_text().strip(), ""]

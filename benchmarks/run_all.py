@@ -3,7 +3,8 @@
   python benchmarks/run_all.py [--force] [--only analytic,sweep,...] [--nt-python PATH]
 
 Steps (each writes benchmarks/results/<name>.json atomically; a step whose result file
-is already complete is skipped unless --force, so an interrupted run resumes):
+is complete and of the current benchmark version is skipped unless --force, so an
+interrupted run resumes):
   roofline      flop rate, bandwidths, recursion rate on one tile           (~0.5 min)
   analytic      FFNet and ResNet NTK, n = 4000, depth 100, vs NT, cold/warm   (~6 min)
   analytic_n3000  ResNet at n = 3000, run only when NT failed at n = 4000   (~2 min)
@@ -47,7 +48,7 @@ def complete(name, cases):
         return False
     res = json.loads(path.read_text())
     have = res.get("cases", res)
-    return all(c in have for c in cases)
+    return res.get("benchmark_version") == C.VERSION and all(c in have for c in cases)
 
 
 def nt_failed_at_4000():
