@@ -18,6 +18,11 @@ def concrete(x):
         return None
 
 
+def traced(*xs) -> bool:
+    """True when any of xs is a tracer (inside jit, grad, vmap of the caller)."""
+    return any(isinstance(x, jax.core.Tracer) for x in xs)
+
+
 def _float_dtype(*xs):
     dtype = jnp.result_type(*xs)
     if not jnp.issubdtype(dtype, jnp.floating):

@@ -11,7 +11,6 @@ jax.Array sharded by rows (NamedSharding), computed where it lives.
 """
 from __future__ import annotations
 
-import functools
 
 import jax
 import jax.numpy as jnp
@@ -19,7 +18,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from . import _checks
-from .analytic import TILE, Kernel, _fused, _kernel, _layer_table, _pad_rows, _prepare
+from .analytic import TILE, Kernel, _fused, _jit, _kernel, _layer_table, _pad_rows, _prepare
 
 __all__ = ["blocked_kernel", "sharded_kernel", "row_mesh"]
 
@@ -98,7 +97,7 @@ def row_mesh(devices=None) -> Mesh:
     return Mesh(np.asarray(devices), ("rows",))
 
 
-@functools.partial(jax.jit, static_argnames=("kind", "depth", "trained", "all_depths", "tile", "sharding", "n1"))
+@_jit(("kind", "depth", "trained", "all_depths", "tile", "sharding", "n1"))
 def _sharded(x1r, x2, table, *, kind, depth, trained, all_depths, tile, sharding, n1):
     def rows(xb):
         return _fused(xb, x2, table, kind=kind, depth=depth, trained=trained, all_depths=all_depths,
