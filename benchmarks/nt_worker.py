@@ -11,11 +11,13 @@ import time
 from pathlib import Path
 
 import jax
-import numpy as np
 import neural_tangents as nt
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "nt_reference"))
-from compute import stax_net  # noqa: E402  (the same stax builder as the reference tests)
+from compute import shim_structured_derivatives, stax_net  # noqa: E402  (shared with the reference tests)
+
+shim_structured_derivatives()  # lets implementation 3 (structured derivatives) run on jax 0.5.3
 
 WIDTH = 512  # analytic kernels do not depend on it
 
