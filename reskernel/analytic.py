@@ -171,14 +171,15 @@ def _layer_table(arch, dtype):
     """Per-layer scalars of the recursion, (depth, 5), computed in float64 on the host:
     ResNet rows (a^2/pi, s_{l-1}, s_{l-1} a^2/pi, a^2 / (pi (1 + a^2)), s_l) with
     s_l = prod_{i<=l} (1 + a_i^2); FFNet rows are zeros (only the scan length is used)."""
+    dtype = np.dtype(dtype)  # a NumPy table: jnp.asarray here would cost a compilation on first use
     if not isinstance(arch, ResNet):
-        return jnp.zeros((arch.depth, 5), dtype)
+        return np.zeros((arch.depth, 5), dtype)
     a2 = np.asarray(arch.branch_scales, np.float64) ** 2
     growth = 1.0 + a2
     s_new = np.cumprod(growth)
     s_old = np.concatenate([[1.0], s_new[:-1]])
     c = a2 / math.pi
-    return jnp.asarray(np.stack([c, s_old, s_old * c, c / growth, s_new], axis=1), dtype)
+    return np.stack([c, s_old, s_old * c, c / growth, s_new], axis=1).astype(dtype)
 
 
 def _check_range(arch, dtype, log10_norm2):
