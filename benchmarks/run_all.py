@@ -34,7 +34,7 @@ STEPS = [
      ["resnet"], 120),
     ("sweep", "bench_sweep.py", ["--n", "1000", "--depth", "100", "--nt-depths", "5,20,50", "--repeats", "2"],
      ["ffnet", "resnet"], 210),
-    ("empirical", "bench_empirical.py", ["--n", "64", "--depth", "4", "--widths", "512,1024,2048,4096", "--repeats", "2"],
+    ("empirical", "bench_empirical.py", ["--n", "64", "--depth", "4", "--widths", "512,1024,2048,4096", "--repeats", "5"],
      [f"{k}/{w}" for k in ("ffnet", "resnet") for w in (512, 1024, 2048, 4096)], 240),
     ("regression", "bench_regression.py", ["--ns", "2000,4000,6000,8000,10000", "--repeats", "2"],
      ["2000", "4000", "6000", "8000", "10000"], 270),
