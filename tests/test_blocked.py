@@ -69,6 +69,15 @@ def test_tiled_all_depths_matches_single_tile(x64):
     assert tiled.ntk.shape == (7, 19, 19)
     assert_close(tiled.ntk, whole.ntk)
     assert_close(tiled.nngp, whole.nngp)
+    # every tile is computed from one symmetric rho_0, so the result is exactly symmetric, and
+    # each layer equals the single-depth kernel of the truncated net (same branch scales)
+    for k in (tiled, whole):
+        np.testing.assert_array_equal(k.ntk, np.swapaxes(k.ntk, -1, -2))
+        np.testing.assert_array_equal(k.nngp, np.swapaxes(k.nngp, -1, -2))
+    for depth in (1, 4, 7):
+        one = _fused(rk.ResNet(depth, scales=[0.4] * depth), x, None, trained="hidden", tile=4)
+        assert_close(tiled.ntk[depth - 1], one.ntk)
+        assert_close(tiled.nngp[depth - 1], one.nngp)
 
 
 def test_float32_agrees_with_float64_reference_on_separated_inputs(x64):
