@@ -3,6 +3,7 @@ validation, and the download path (served locally: no test touches the network).
 from __future__ import annotations
 
 import gzip
+import os
 import hashlib
 import io
 import pickle
@@ -17,7 +18,8 @@ from reskernel import data
 from reskernel.data import _fetch
 from reskernel.data._mnist import MNIST_FILES
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# The real files: RESKERNEL_DATA when set (as .ci/run does), else ../shared/data beside the checkout.
+SHARED = Path(os.environ.get("RESKERNEL_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 MNIST_TEST_IMAGES = "t10k-images-idx3-ubyte.gz"
 
 
