@@ -69,11 +69,13 @@ def test_tiled_all_depths_matches_single_tile(x64):
     assert tiled.ntk.shape == (7, 19, 19)
     assert_close(tiled.ntk, whole.ntk)
     assert_close(tiled.nngp, whole.nngp)
-    # every tile is computed from one symmetric rho_0, so the result is exactly symmetric, and
-    # each layer equals the single-depth kernel of the truncated net (same branch scales)
+    # every tile is computed from one symmetric rho_0, so the result is symmetric to rounding
+    # (bitwise on jax 0.10; on jax 0.5.3 a few entries differ by ~1 ulp of the kernel's scale), and each layer
+    # equals the single-depth kernel of the truncated net (same branch scales)
     for k in (tiled, whole):
-        np.testing.assert_array_equal(k.ntk, np.swapaxes(k.ntk, -1, -2))
-        np.testing.assert_array_equal(k.nngp, np.swapaxes(k.nngp, -1, -2))
+        for v in (np.asarray(k.ntk), np.asarray(k.nngp)):
+            scale = 8 * np.finfo(np.float64).eps * np.abs(v).max()
+            np.testing.assert_allclose(v, np.swapaxes(v, -1, -2), rtol=0, atol=scale)
     for depth in (1, 4, 7):
         one = _fused(rk.ResNet(depth, scales=[0.4] * depth), x, None, trained="hidden", tile=4)
         assert_close(tiled.ntk[depth - 1], one.ntk)
