@@ -54,7 +54,6 @@ def _jit(static_argnames):
         def call(*args, **kwargs):
             return (plain if _checks.traced(*args) else tuned)(*args, **kwargs)
 
-        call.lower = tuned.lower
         return call
     return wrap
 

@@ -11,7 +11,6 @@ jax.Array sharded by rows (NamedSharding), computed where it lives.
 """
 from __future__ import annotations
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -20,7 +20,7 @@ import numpy as np
 from . import _checks
 from .analytic import Kernel
 from .arch import FeedForward, check_trained
-from .networks import Network, _forward, param_groups
+from .networks import Network, _forward, _relu, param_groups
 
 __all__ = ["empirical_kernel", "METHODS"]
 
@@ -50,16 +50,15 @@ def _structured_features(net: Network, params, x, groups):
     x = x.astype(dtype)
     v = params["readout"]
     c = math.sqrt(2.0 / m)
-    relu = functools.partial(jnp.maximum, 0.0)
     if isinstance(net.arch, FeedForward):
         h1 = x @ params["input"].T
         hidden = params["hidden"]
 
         def forward(xl, w):
             h = xl @ w.T
-            return c * relu(h), (xl, h > 0)
+            return c * _relu(h), (xl, h > 0)
 
-        x_last, (us, masks) = jax.lax.scan(forward, c * relu(h1), hidden)
+        x_last, (us, masks) = jax.lax.scan(forward, c * _relu(h1), hidden)
         first = h1 > 0
         below = jnp.concatenate([first[None], masks])[:-1]   # ReLU mask feeding each hidden layer
 
@@ -77,7 +76,7 @@ def _structured_features(net: Network, params, x, groups):
         def forward(xl, inp):
             w, v_l, al = inp
             p = c * (xl @ w.T)
-            z = relu(p)
+            z = _relu(p)
             return xl + al * s * (z @ v_l.T), (xl, z, p > 0)
 
         x_last, (us, zs, masks) = jax.lax.scan(forward, s * (x @ params["embed"].T), (params["W"], params["V"], a))
