@@ -161,3 +161,20 @@ def test_float32_close_to_float64(x64):
         k64 = rk.kernel(arch, x)
         k32 = rk.kernel(arch, x.astype(np.float32))
         assert_close(k32.ntk, k64.ntk, rtol=1e-4)
+
+
+@pytest.mark.parametrize("all_depths", [False, True])
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_get_one_kernel(x64, all_depths, symmetric):
+    # get="nngp" / "ntk" returns that array alone, equal to the float64 reference (last depth)
+    arch = rk.ResNet(7, gamma=0.5)
+    x1 = _inputs(9, 4, 11)
+    x2 = None if symmetric else _inputs(5, 4, 12)
+    nngp, ntk = gram(resnet_pair, x1, x1 if x2 is None else x2, arch.branch_scales, trained="all")
+    for get, want in (("nngp", nngp), ("ntk", ntk)):
+        k = rk.kernel(arch, x1, x2, trained="all", all_depths=all_depths, get=get)
+        assert not isinstance(k, rk.Kernel)
+        assert k.shape == ((7,) if all_depths else ()) + want.shape
+        assert_close(k[-1] if all_depths else k, want)
+    with pytest.raises(ValueError, match="get must be None, 'nngp' or 'ntk'"):
+        rk.kernel(arch, x1, x2, get="both")

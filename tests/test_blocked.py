@@ -35,9 +35,9 @@ def _reference(arch, x1, x2, trained):
 def _fused(arch, x1, x2, *, trained, tile, all_depths=False):
     kind = "ffnet" if isinstance(arch, rk.FeedForward) else "resnet"
     x1 = jnp.asarray(x1)
-    return analytic._kernel(x1, x1 if x2 is None else jnp.asarray(x2), analytic._layer_table(arch, x1.dtype),
-                            kind=kind, depth=arch.depth, trained=trained, all_depths=all_depths,
-                            symmetric=x2 is None, tile=tile)
+    return rk.Kernel(*analytic._kernel(x1, x1 if x2 is None else jnp.asarray(x2),
+                                       analytic._layer_table(arch, x1.dtype), kind=kind, depth=arch.depth,
+                                       trained=trained, all_depths=all_depths, symmetric=x2 is None, tile=tile))
 
 
 @pytest.mark.parametrize("arch", ARCHS)
