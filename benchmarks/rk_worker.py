@@ -35,8 +35,9 @@ def main(task_path, inputs_path, out_path):
     arch = arch_of(task)
     res = {"jax": jax.__version__, "devices": [str(d) for d in jax.devices()]}
     if task["mode"] == "analytic":
+        # get="ntk", as neural-tangents is called (kernel_fn(x, None, "ntk")): only the NTK is written
         fn = lambda: rk.kernel(arch, x, all_depths=task.get("all_depths", False),  # noqa: E731
-                               trained=task.get("trained", "all")).ntk
+                               trained=task.get("trained", "all"), get="ntk")
     else:
         net = rk.network(arch, task["width"])
         params = net.init(jax.random.PRNGKey(0), x.shape[1], dtype=np.float32)

@@ -262,23 +262,9 @@ def _edge(n, tile):
 
 
 def _fused(x1, x2, table, *, kind, depth, trained, all_depths, symmetric, tile, get=GET):
-    """Kernel by tiles: each tile of rho_0 runs through the whole depth recursion (one scan, its
-    state in cache). `get` names the outputs, a sub-tuple of ("nngp", "ntk").
-
-    One depth: the tiles are computed in a `lax.map`, stacked as (tiles, t1, t2), and put in
-    place by one gather + transpose at the end. Symmetric inputs compute only the tiles i <= j
-    and fill i > j with the transposed tiles in that same final pass (writing the transpose into
-    the output inside the loop made XLA:CPU copy the whole output at every tile: n = 4000 took
-    0.55 s at depth 1, now 0.1 s).
-
-    All depths: every layer's block is written as it is produced into the preallocated
-    (L, n1, n2) outputs (dynamic_update_slice in a fori_loop over tiles, in place), so the
-    output, L n1 n2 numbers per kernel, is written once (plus the zero fill of the allocation).
-    A transposed second write per layer would make XLA copy the whole output, so symmetric
-    all-depths kernels compute every tile, from one exactly symmetric rho_0 (n x n, ones on
-    the diagonal): entries (i, j) and (j, i) go through the same arithmetic, so the result is
-    symmetric (bitwise with jax 0.10; to ~1 ulp with jax 0.5.3).
-    """
+    """The kernels named by `get` (a sub-tuple of GET), tile by tile: each tile of rho_0 runs
+    through the whole depth recursion in one scan, its state in cache. Tiles have edge <= tile,
+    balanced (_edge); the last rows are padded and sliced off."""
     n1, n2 = x1.shape[0], x2.shape[0]
     t1 = _edge(n1, tile)
     t2 = t1 if symmetric else _edge(n2, tile)
@@ -286,61 +272,104 @@ def _fused(x1, x2, table, *, kind, depth, trained, all_depths, symmetric, tile, 
     x1p, x2p = _pad_rows(x1, nb1 * t1), _pad_rows(x2, nb2 * t2)
     m1, m2 = jnp.linalg.norm(x1p, axis=-1), jnp.linalg.norm(x2p, axis=-1)
     pick = tuple(GET.index(g) for g in get)
-    upper = symmetric and not all_depths  # tiles i <= j only, the rest by transposition
-    ii, jj = np.triu_indices(nb1) if upper else np.divmod(np.arange(nb1 * nb2), nb2)
-    if symmetric and all_depths:
+    geometry = (t1, t2, nb1, nb2)
+    run = _all_depths if all_depths else _one_depth
+    outs = run(x1p, x2p, m1, m2, table, geometry, kind=kind, depth=depth, trained=trained,
+               symmetric=symmetric, pick=pick)
+    return tuple(o[..., :n1, :n2] for o in outs)
+
+
+def _one_depth(x1p, x2p, m1, m2, table, geometry, *, kind, depth, trained, symmetric, pick):
+    """One depth. The normalized tiles are computed in a `lax.map` over a stack of tiles of
+    rho_0, then put in place, transposed where needed and scaled by |x| |x'|, in one final
+    gather (writing tiles into the output inside the loop, with a transposed second write
+    when symmetric, made XLA:CPU copy the whole output at every tile).
+
+    Symmetric: the off-diagonal tiles i < j, and the diagonal tiles in pairs: one tile holds
+    the upper triangle (with the diagonal) of tile (i, i) and the lower triangle of tile
+    (i + 1, i + 1), both symmetric, whose diagonals are the same (rho_0 = 1 there, and the
+    tile is normalized); so n = 4000 in tiles of 1000 runs 8 tiles, not 10 (or 16).
+    """
+    t1, t2, nb1, nb2 = geometry
+    if symmetric:
+        ii, jj = np.triu_indices(nb1, 1)
+        diag = np.arange(nb1)
+        ri, rj = np.concatenate([ii, diag]), np.concatenate([jj, diag])
+    else:
+        ri, rj = np.divmod(np.arange(nb1 * nb2), nb2)
+    # Every tile's rho_0 up front, one batched product (a matmul inside the loop over tiles ran
+    # at a third of the speed).
+    rhos = jax.vmap(_tile_rho, in_axes=(0, 0, 0, 0, 0 if symmetric else None))(
+        x1p.reshape((nb1, t1, -1))[ri], x2p.reshape((nb2, t2, -1))[rj],
+        m1.reshape((nb1, t1))[ri], m2.reshape((nb2, t2))[rj], jnp.asarray(ri == rj) if symmetric else None)
+    pos = np.arange(nb1 * nb2).reshape((nb1, nb2))
+    if symmetric:
+        off = ii.shape[0]
+        first, second = diag[0::2], diag[1::2]
+        second = np.concatenate([second, diag[-1:]]) if nb1 % 2 else second  # odd: last with itself
+        upper = np.triu(np.ones((t1, t1), bool))
+        rhos = jnp.concatenate([rhos[:off], jnp.where(upper, rhos[off + first], rhos[off + second])])
+        # block (i, j): tile pos; flag 0 as it is, 1 transposed, 2 / 3 transposed below / above
+        # the diagonal (first / second of a diagonal pair)
+        pos, flag = np.zeros((nb1, nb1), np.int32), np.zeros((nb1, nb1), np.int32)
+        pos[ii, jj] = pos[jj, ii] = np.arange(off)
+        flag[jj, ii] = 1
+        pos[diag, diag] = off + diag // 2
+        flag[diag, diag] = 2 + diag % 2
+
+    def one(rho0):
+        init, xs, step, read = _stepper(kind, rho0, table, trained)
+        state = jax.lax.scan(lambda st, x: (step(st, x), None), init, xs)[0]
+        vals = read(state, _last(xs))
+        return tuple(vals[p] for p in pick)
+
+    norms = m1[:, None] * m2[None, :]
+    outs = []
+    for tiles in jax.lax.map(one, rhos):  # each (tiles, t1, t2), normalized
+        blocks = jnp.take(tiles, jnp.asarray(pos.reshape(-1)), axis=0).reshape((nb1, nb2, t1, t2))
+        if symmetric:
+            f = jnp.asarray(flag)[:, :, None, None]
+            r, c = np.arange(t1)[:, None], np.arange(t1)[None, :]
+            swap = (f == 1) | ((f == 2) & (r > c)) | ((f == 3) & (r < c))
+            blocks = jnp.where(swap, jnp.swapaxes(blocks, -1, -2), blocks)
+        outs.append(blocks.transpose(0, 2, 1, 3).reshape(norms.shape) * norms)
+    return tuple(outs)
+
+
+def _all_depths(x1p, x2p, m1, m2, table, geometry, *, kind, depth, trained, symmetric, pick):
+    """Every depth: each layer's block is written as it is produced into the preallocated
+    (L, n1, n2) outputs (dynamic_update_slice in a fori_loop over tiles, in place), so the
+    output, L n1 n2 numbers per kernel, is written once (plus the zero fill of the allocation).
+    A transposed second write per layer would make XLA copy the whole output, so symmetric
+    all-depths kernels compute every tile, from one exactly symmetric rho_0 (n x n, ones on
+    the diagonal): entries (i, j) and (j, i) go through the same arithmetic, so the result is
+    symmetric (bitwise with jax 0.10; to ~1 ulp with jax 0.5.3).
+    """
+    t1, t2, nb1, nb2 = geometry
+    ii, jj = np.divmod(np.arange(nb1 * nb2), nb2)
+    ii, jj = jnp.asarray(ii, jnp.int32), jnp.asarray(jj, jnp.int32)
+    if symmetric:
         rho_all = _tile_rho(x1p, x1p, m1, m1, True)
 
-        def tile_rho(k, r0, c0):
+        def tile_rho(r0, c0):
             return jax.lax.dynamic_slice(rho_all, (r0, c0), (t1, t2))
     else:
-        # Every tile's rho_0 up front, as one batched product (a matmul inside the loop over
-        # tiles ran at a third of the speed): (tiles, t1, t2), 4 bytes per output entry.
-        a = x1p.reshape((nb1, t1, -1))[ii]
-        b = x2p.reshape((nb2, t2, -1))[jj]
-        na, nb = m1.reshape((nb1, t1))[ii], m2.reshape((nb2, t2))[jj]
-        rhos = jax.vmap(_tile_rho, in_axes=(0, 0, 0, 0, 0 if upper else None))(
-            a, b, na, nb, jnp.asarray(ii == jj) if upper else None)
-
-        def tile_rho(k, r0, c0):
-            return rhos[k]
-
-    def start(k):
-        i, j = jnp.asarray(ii, jnp.int32)[k], jnp.asarray(jj, jnp.int32)[k]
-        r0, c0 = i * t1, j * t2
-        na = jax.lax.dynamic_slice_in_dim(m1, r0, t1)
-        nb = jax.lax.dynamic_slice_in_dim(m2, c0, t2)
-        rho0 = tile_rho(k, r0, c0)
-        return r0, c0, na[:, None] * nb[None, :], _stepper(kind, rho0, table, trained)
-
-    if not all_depths:
-        def one(k):
-            _, _, norms, (init, xs, step, read) = start(k)
-            state = jax.lax.scan(lambda st, x: (step(st, x), None), init, xs)[0]
-            vals = read(state, _last(xs))
-            return tuple(vals[p] * norms for p in pick)
-
-        stacked = jax.lax.map(one, jnp.arange(ii.shape[0]))  # each (tiles, t1, t2)
-        if upper:  # block (i, j) of the output is tile pos[i, j], transposed below the diagonal
-            pos = np.zeros((nb1, nb1), np.int32)
-            pos[ii, jj] = pos[jj, ii] = np.arange(ii.shape[0])
-            below = np.tril(np.ones((nb1, nb1), bool), -1)[:, :, None, None]
-            blocks = [jnp.take(s, jnp.asarray(pos.reshape(-1)), axis=0).reshape((nb1, nb1, t1, t1))
-                      for s in stacked]
-            blocks = [jnp.where(below, jnp.swapaxes(b, -1, -2), b) for b in blocks]
-        else:
-            blocks = [s.reshape((nb1, nb2, t1, t2)) for s in stacked]
-        outs = [b.transpose(0, 2, 1, 3).reshape((nb1 * t1, nb2 * t2))[:n1, :n2] for b in blocks]
-        return tuple(outs)
+        def tile_rho(r0, c0):
+            a = jax.lax.dynamic_slice_in_dim(x1p, r0, t1)
+            b = jax.lax.dynamic_slice_in_dim(x2p, c0, t2)
+            return _tile_rho(a, b, jax.lax.dynamic_slice_in_dim(m1, r0, t1),
+                             jax.lax.dynamic_slice_in_dim(m2, c0, t2), None)
 
     shape = (depth, nb1 * t1, nb2 * t2)
-    # Distinct zero arrays (the value of each depends on m1, 0 * |x_0| = 0): with one shared
-    # zeros XLA copies it to give each loop-carried output its own buffer.
-    zeros = tuple(jnp.zeros(shape, x1.dtype) if q == 0 else jnp.broadcast_to(0 * m1[0], shape)
+    # Distinct zero arrays (the value of the second depends on m1, 0 * |x_0| = 0): with one
+    # shared zeros XLA copies it to give each loop-carried output its own buffer.
+    zeros = tuple(jnp.zeros(shape, x1p.dtype) if q == 0 else jnp.broadcast_to(0 * m1[0], shape)
                   for q in range(len(pick)))
 
-    def one_all(k, outs):
-        r0, c0, norms, (init, xs, step, read) = start(k)
+    def one(k, outs):
+        r0, c0 = ii[k] * t1, jj[k] * t2
+        norms = jax.lax.dynamic_slice_in_dim(m1, r0, t1)[:, None] * jax.lax.dynamic_slice_in_dim(m2, c0, t2)[None, :]
+        init, xs, step, read = _stepper(kind, tile_rho(r0, c0), table, trained)
 
         def layer(carry, lx):
             state, outs = carry
@@ -354,8 +383,7 @@ def _fused(x1, x2, table, *, kind, depth, trained, all_depths, symmetric, tile, 
         layers = jnp.arange(depth, dtype=jnp.int32)
         return jax.lax.scan(layer, (init, outs), (layers, xs))[0][1]
 
-    outs = jax.lax.fori_loop(0, ii.shape[0], one_all, zeros)
-    return tuple(o[:, :n1, :n2] for o in outs)
+    return jax.lax.fori_loop(0, ii.shape[0], one, zeros)
 
 
 @_jit(("kind", "depth", "trained", "all_depths", "symmetric", "tile", "get"))

@@ -41,10 +41,11 @@ def _fused(arch, x1, x2, *, trained, tile, all_depths=False):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("symmetric", [True, False])
-def test_tiled_matches_float64_reference(x64, arch, symmetric):
-    # 23 rows in tiles of 8: a padded last tile, off-diagonal tiles mirrored when symmetric
-    x1 = _inputs(23, 5, 0)
+@pytest.mark.parametrize("symmetric,n", [(True, 23), (True, 32), (False, 23)])
+def test_tiled_matches_float64_reference(x64, arch, symmetric, n):
+    # 23 rows in tiles of 8: a padded last tile, off-diagonal tiles mirrored when symmetric, and
+    # an odd number of diagonal tiles (the last one paired with itself); 32 rows: two pairs
+    x1 = _inputs(n, 5, 0)
     x2 = None if symmetric else _inputs(11, 5, 1)
     k = _fused(arch, x1, x2, trained="all", tile=8)
     nngp, ntk = _reference(arch, x1, x1 if x2 is None else x2, "all")
