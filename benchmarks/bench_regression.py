@@ -36,7 +36,7 @@ def main(argv=None):
         kt = []
         for _ in range(args.repeats):
             t0 = time.perf_counter()
-            k = np.asarray(jax.block_until_ready(rk.kernel(arch, x, trained="all").ntk), np.float64)
+            k = np.asarray(jax.block_until_ready(rk.kernel(arch, x, trained="all", get="ntk")), np.float64)
             kt.append(time.perf_counter() - t0)
         st = []
         for _ in range(args.repeats):

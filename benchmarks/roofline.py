@@ -16,7 +16,7 @@ ceilings, both measured here with reskernel's own compiler options (512-bit vect
   time per entry-layer >= max(instructions / issue rate, square roots / sqrt rate)
 
 Also the memory bandwidths: a sum over 512 MB (read), y = 2 x + 1 on 256 MB (read + write; the
-all-depths output, 2 L n^2 float32, is bounded by the write side), and the measured rate of the
+all-depths output, L n^2 float32 per kernel, is bounded by the write side), and the measured rate of the
 fused recursion on one 512 x 512 tile over 100 layers.
 
 usage: python benchmarks/roofline.py [--name roofline]

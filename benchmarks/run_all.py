@@ -36,7 +36,7 @@ STEPS = [
      ["ffnet", "resnet"], 210),
     ("empirical", "bench_empirical.py", ["--n", "64", "--depth", "4", "--widths", "512,1024,2048,4096", "--repeats", "5"],
      [f"{k}/{w}" for k in ("ffnet", "resnet") for w in (512, 1024, 2048, 4096)], 240),
-    ("regression", "bench_regression.py", ["--ns", "2000,4000,6000,8000,10000", "--repeats", "2"],
+    ("regression", "bench_regression.py", ["--ns", "2000,4000,6000,8000,10000", "--repeats", "3"],
      ["2000", "4000", "6000", "8000", "10000"], 270),
 ]
 NT_STEPS = {"analytic", "analytic_n3000", "sweep", "empirical"}
