@@ -1,7 +1,6 @@
 """Command line: `reskernel COMMAND --help`. Each study module owns its command."""
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 

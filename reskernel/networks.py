@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _checks
-from .arch import FeedForward, ResNet, check_arch
+from .arch import FeedForward, check_arch
 
 __all__ = ["Network", "network", "param_groups"]
 

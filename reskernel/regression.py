@@ -29,7 +29,7 @@ import numpy as np
 from . import _checks
 from .analytic import Kernel, correlations
 from .arccos import k0, k1
-from .arch import FeedForward, ResNet, check_arch, check_trained
+from .arch import FeedForward, check_arch, check_trained
 from .precision import enable_x64
 
 __all__ = ["Regression", "kernel_regression", "gd_predictions", "scores", "depth_kernels",

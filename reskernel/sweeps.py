@@ -612,7 +612,7 @@ def _sweep_command():
             th = "" if r["theory"] is None else f", asymptotic {r['theory']:g}"
             click.echo(f"width-for-error ~ depth^{r['measured']:.2f} measured, depth^{r['theory_fit']:.2f} theory{th}: "
                        f"{r['arch']} {r['kernel']}")
-        click.echo(f"wrote {Path(out) / 'sweep.json'}" + (f", sweep.png, sweep_joint.png" if plot else ""))
+        click.echo(f"wrote {Path(out) / 'sweep.json'}" + (", sweep.png, sweep_joint.png" if plot else ""))
 
     return sweep_cmd
 

@@ -8,7 +8,6 @@ is stax's net at sqrt(d) x and ReLU nets without biases are positively homogeneo
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import jax

@@ -12,7 +12,7 @@ import gzip
 import math
 import zlib
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Tuple
 
 import numpy as np
 
