@@ -278,8 +278,13 @@ def _fused(x1, x2, table, *, kind, depth, trained, all_depths, symmetric, tile, 
     t1 = _edge(n1, tile)
     t2 = t1 if symmetric else _edge(n2, tile)
     nb1, nb2 = -(-n1 // t1), -(-n2 // t2)
-    x1p, x2p = _pad_rows(x1, nb1 * t1), _pad_rows(x2, nb2 * t2)
-    m1, m2 = jnp.linalg.norm(x1p, axis=-1), jnp.linalg.norm(x2p, axis=-1)
+    x1p = _pad_rows(x1, nb1 * t1)
+    m1 = jnp.linalg.norm(x1p, axis=-1)
+    if symmetric:  # x2 is x1 (a second argument XLA cannot know to be the same)
+        x2p, m2 = x1p, m1
+    else:
+        x2p = _pad_rows(x2, nb2 * t2)
+        m2 = jnp.linalg.norm(x2p, axis=-1)
     pick = tuple(GET.index(g) for g in get)
     geometry = (t1, t2, nb1, nb2)
     run = _all_depths if all_depths else _one_depth
@@ -311,8 +316,8 @@ def _one_depth(x1p, x2p, m1, m2, table, geometry, *, kind, depth, trained, symme
         ri, rj = np.concatenate([ii, first, second]), np.concatenate([jj, first, second])
     else:
         ri, rj = np.divmod(np.arange(nb1 * nb2), nb2)
-    a, b = x1p.reshape((nb1, t1, -1))[ri], x2p.reshape((nb2, t2, -1))[rj]
-    gram = jnp.einsum("kid,kjd->kij", a, b, precision=jax.lax.Precision.HIGHEST)
+    rows, cols = x1p.reshape((nb1, t1, -1)), x2p.reshape((nb2, t2, -1))
+    gram = jnp.einsum("kid,kjd->kij", rows[ri], cols[rj], precision=jax.lax.Precision.HIGHEST)
     rhos = _rho(gram, m1.reshape((nb1, t1))[ri][:, :, None] * m2.reshape((nb2, t2))[rj][:, None, :])
     pos = np.arange(nb1 * nb2)
     if symmetric:
