@@ -407,6 +407,15 @@ def _kernel(x1, x2, table, *, kind, depth, trained, all_depths, symmetric, tile=
                   symmetric=symmetric, tile=tile, get=get)
 
 
+def _check_get(get):
+    """The tuple of kernels to compute for `get` (None: both)."""
+    if get is None:
+        return GET
+    if not isinstance(get, str) or get not in GET:
+        raise ValueError(f"get must be None, 'nngp' or 'ntk', got {get!r}")
+    return (get,)
+
+
 def _prepare(arch, x1, x2, trained):
     """Validated (arch, kind, trained, x1, x2) for the Gram-matrix entry points (`kernel`,
     reskernel.blocked): arch and trained checked, inputs validated and cast to a common
@@ -446,10 +455,8 @@ def kernel(arch, x1, x2=None, *, all_depths=False, trained="hidden", get=None):
     0.8 GB of output, 1.7 GB peak). Larger than that: reskernel.blocked_kernel.
     """
     arch, kind, trained, x1, x2 = _prepare(arch, x1, x2, trained)
-    if get is not None and get not in GET:
-        raise ValueError(f"get must be None, 'nngp' or 'ntk', got {get!r}")
+    picked = _check_get(get)
     symmetric = x2 is None
     outs = _kernel(x1, x1 if symmetric else x2, _layer_table(arch, x1.dtype), kind=kind, depth=arch.depth,
-                   trained=trained, all_depths=bool(all_depths), symmetric=symmetric,
-                   get=GET if get is None else (get,))
+                   trained=trained, all_depths=bool(all_depths), symmetric=symmetric, get=picked)
     return Kernel(*outs) if get is None else outs[0]

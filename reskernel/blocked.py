@@ -17,26 +17,28 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from . import _checks
-from .analytic import TILE, Kernel, _fused, _jit, _kernel, _layer_table, _pad_rows, _prepare
+from .analytic import GET, TILE, Kernel, _check_get, _fused, _jit, _kernel, _layer_table, _pad_rows, _prepare
 
 __all__ = ["blocked_kernel", "sharded_kernel", "row_mesh"]
 
 
 def blocked_kernel(arch, x1, x2=None, *, trained="hidden", all_depths=False, block: int = 2048,
-                   tile: int = TILE, to_host: bool = True) -> Kernel:
+                   tile: int = TILE, to_host: bool = True, get=None):
     """`reskernel.kernel` computed in blocks of `block` x `block` entries.
 
     Args:
-      arch, x1, x2, trained, all_depths: as in reskernel.kernel.
+      arch, x1, x2, trained, all_depths, get: as in reskernel.kernel.
       block: rows and columns per block (any n; the last block is padded). Device
         memory ~ block^2 (times depth with all_depths).
       tile: the fused recursion's tile edge within a block.
       to_host: write each block into NumPy arrays as it finishes (results larger
         than device memory); False assembles jax arrays on the default device.
     Returns:
-      Kernel(nngp, ntk), each (n1, n2) or (L, n1, n2), NumPy arrays when to_host.
+      Kernel(nngp, ntk), each (n1, n2) or (L, n1, n2), NumPy arrays when to_host; or the
+      one array named by `get`.
     """
     arch, kind, trained, x1, x2 = _prepare(arch, x1, x2, trained)
+    picked = _check_get(get)
     block = _checks.positive_int("block", block)
     tile = _checks.positive_int("tile", tile)
     symmetric = x2 is None
@@ -51,13 +53,13 @@ def blocked_kernel(arch, x1, x2=None, *, trained="hidden", all_depths=False, blo
     lead = (arch.depth,) if all_depths else ()
     dtype = np.dtype(x1.dtype)
     if to_host:
-        out = [np.empty(lead + (n1, n2), dtype) for _ in range(2)]
+        out = [np.empty(lead + (n1, n2), dtype) for _ in picked]
     else:
-        out = [jnp.zeros(lead + (n1, n2), dtype) for _ in range(2)]
+        out = [jnp.zeros(lead + (n1, n2), dtype) for _ in picked]
 
     def call(a, b, sym):
         return _kernel(a, b, table, kind=kind, depth=arch.depth, trained=trained, all_depths=bool(all_depths),
-                       symmetric=sym, tile=tile)
+                       symmetric=sym, tile=tile, get=picked)
 
     def put(k, i, j, vals):
         r0, c0 = i * b1, j * b2
@@ -80,12 +82,12 @@ def blocked_kernel(arch, x1, x2=None, *, trained="hidden", all_depths=False, blo
             _store(put, *pending, to_host)
         pending = (i, j, res)
     _store(put, *pending, to_host)
-    return Kernel(*out)
+    return Kernel(*out) if get is None else out[0]
 
 
 def _store(put, i, j, res, to_host):
-    for k in range(2):
-        put(k, i, j, np.asarray(res[k]) if to_host else res[k])
+    for k, r in enumerate(res):
+        put(k, i, j, np.asarray(r) if to_host else r)
 
 
 def row_mesh(devices=None) -> Mesh:
@@ -96,11 +98,11 @@ def row_mesh(devices=None) -> Mesh:
     return Mesh(np.asarray(devices), ("rows",))
 
 
-@_jit(("kind", "depth", "trained", "all_depths", "tile", "sharding", "n1"))
-def _sharded(x1r, x2, table, *, kind, depth, trained, all_depths, tile, sharding, n1):
+@_jit(("kind", "depth", "trained", "all_depths", "tile", "sharding", "n1", "get"))
+def _sharded(x1r, x2, table, *, kind, depth, trained, all_depths, tile, sharding, n1, get=GET):
     def rows(xb):
         return _fused(xb, x2, table, kind=kind, depth=depth, trained=trained, all_depths=all_depths,
-                      symmetric=False, tile=tile)
+                      symmetric=False, tile=tile, get=get)
 
     k = jax.vmap(rows)(x1r)  # (devices, [L,] rows per device, n2)
 
@@ -110,15 +112,15 @@ def _sharded(x1r, x2, table, *, kind, depth, trained, all_depths, tile, sharding
             return a.reshape((a.shape[0], -1, a.shape[-1]))[:, :n1]
         return a.reshape((-1, a.shape[-1]))[:n1]
 
-    return Kernel(*(jax.lax.with_sharding_constraint(merge(a), sharding) for a in k))
+    return tuple(jax.lax.with_sharding_constraint(merge(a), sharding) for a in k)
 
 
 def sharded_kernel(arch, x1, x2=None, *, trained="hidden", all_depths=False, mesh: Mesh | None = None,
-                   tile: int = TILE) -> Kernel:
+                   tile: int = TILE, get=None):
     """`reskernel.kernel` with the rows of x1 split over the devices of `mesh`.
 
     Args:
-      arch, x1, x2, trained, all_depths: as in reskernel.kernel (x2 None means x1).
+      arch, x1, x2, trained, all_depths, get: as in reskernel.kernel (x2 None means x1).
       mesh: a jax.sharding.Mesh whose first axis splits the rows (default: row_mesh()).
       tile: the fused recursion's tile edge on each device.
     Returns:
@@ -127,8 +129,10 @@ def sharded_kernel(arch, x1, x2=None, *, trained="hidden", all_depths=False, mes
       n1 work too (rows are padded for the computation and sliced off), but JAX
       shardings must divide the axis, so that result is laid out as XLA chooses
       (replicated on CPU): pad x1 to a multiple of the device count to keep it split.
+      With `get`, the one array it names.
     """
     arch, kind, trained, x1, x2 = _prepare(arch, x1, x2, trained)
+    picked = _check_get(get)
     tile = _checks.positive_int("tile", tile)
     mesh = row_mesh() if mesh is None else mesh
     if not isinstance(mesh, Mesh):
@@ -142,5 +146,6 @@ def sharded_kernel(arch, x1, x2=None, *, trained="hidden", all_depths=False, mes
     x1r = jax.device_put(x1r, NamedSharding(mesh, PartitionSpec(axis)))
     y = jax.device_put(y, NamedSharding(mesh, PartitionSpec()))
     spec = PartitionSpec(None, axis, None) if all_depths else PartitionSpec(axis, None)
-    return _sharded(x1r, y, _layer_table(arch, x1.dtype), kind=kind, depth=arch.depth, trained=trained,
-                    all_depths=bool(all_depths), tile=tile, sharding=NamedSharding(mesh, spec), n1=n1)
+    outs = _sharded(x1r, y, _layer_table(arch, x1.dtype), kind=kind, depth=arch.depth, trained=trained,
+                    all_depths=bool(all_depths), tile=tile, sharding=NamedSharding(mesh, spec), n1=n1, get=picked)
+    return Kernel(*outs) if get is None else outs[0]

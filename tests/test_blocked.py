@@ -117,6 +117,9 @@ def test_blocked_any_n(x64, to_host, symmetric):
     kd = blocked_kernel(arch, x1, x2, all_depths=True, block=16, tile=8, to_host=to_host)
     assert kd.ntk.shape == (6,) + ntk.shape
     assert_close(kd.ntk, rk.kernel(arch, x1, x2, all_depths=True).ntk)
+    only = blocked_kernel(arch, x1, x2, trained="all", block=16, tile=8, to_host=to_host, get="nngp")
+    assert isinstance(only, np.ndarray) == to_host and only.shape == nngp.shape
+    assert_close(only, nngp)
 
 
 def test_blocked_and_sharded_trace_and_validate():
@@ -152,6 +155,9 @@ _SHARDED = textwrap.dedent("""
                             "shards": sorted({s.data.shape for s in k.ntk.addressable_shards})}
     k = sharded_kernel(rk.ResNet(3), x[:23])
     out["uneven_err"] = float(np.max(np.abs(np.asarray(k.ntk) - rk.kernel(rk.ResNet(3), x[:23]).ntk)))
+    k = sharded_kernel(rk.ResNet(4), x, get="ntk")
+    out["get_err"] = float(np.max(np.abs(np.asarray(k) - rk.kernel(rk.ResNet(4), x).ntk)))
+    out["get_shards"] = sorted({s.data.shape for s in k.addressable_shards})
     print(json.dumps(out))
 """)
 
@@ -170,6 +176,7 @@ def test_sharded_over_four_cpu_devices():
         assert out[key]["devices"] == [0, 1, 2, 3]
         n2 = 24 if "True" in key.split("/")[1] else 7
         assert out[key]["shards"] == [[6, n2]], (key, out[key])
+    assert out["get_err"] < 1e-12 and out["get_shards"] == [[6, 24]], out
     for key in ("ff/True/True", "res/False/True"):
         assert out[key]["err"] < 1e-12, (key, out[key])
         assert out[key]["shards"][0][1] == 6  # (L, rows per device, n2)
