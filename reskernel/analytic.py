@@ -254,12 +254,11 @@ def _rho(gram, norms):
     return jnp.where(jnp.abs(rho) > 1 - snap, jnp.sign(rho), rho)
 
 
-def _tile_rho(a, b, na, nb, diagonal):
-    gram = jnp.matmul(a, b.T, precision=jax.lax.Precision.HIGHEST)
-    rho = _rho(gram, na[:, None] * nb[None, :])
-    if diagonal is not None:  # tile on the diagonal of a symmetric kernel: exactly symmetric, ones on it
-        eye = jnp.eye(a.shape[0], dtype=bool)
-        rho = jnp.where(diagonal, jnp.where(eye, jnp.ones_like(rho), (rho + rho.T) / 2), rho)
+def _tile_rho(a, b, na, nb, symmetric=False):
+    """rho_0 between the rows of a and b; symmetric (b is a): exactly symmetric, ones on the diagonal."""
+    rho = _rho(jnp.matmul(a, b.T, precision=jax.lax.Precision.HIGHEST), na[:, None] * nb[None, :])
+    if symmetric:
+        rho = jnp.where(jnp.eye(a.shape[0], dtype=bool), jnp.ones_like(rho), (rho + rho.T) / 2)
     return rho
 
 
@@ -371,8 +370,7 @@ def _all_depths(x1p, x2p, m1, m2, table, geometry, *, kind, depth, trained, symm
         def tile_rho(r0, c0):
             a = jax.lax.dynamic_slice_in_dim(x1p, r0, t1)
             b = jax.lax.dynamic_slice_in_dim(x2p, c0, t2)
-            return _tile_rho(a, b, jax.lax.dynamic_slice_in_dim(m1, r0, t1),
-                             jax.lax.dynamic_slice_in_dim(m2, c0, t2), None)
+            return _tile_rho(a, b, jax.lax.dynamic_slice_in_dim(m1, r0, t1), jax.lax.dynamic_slice_in_dim(m2, c0, t2))
 
     shape = (depth, nb1 * t1, nb2 * t2)
     # Distinct zero arrays (the value of the second depends on m1, 0 * |x_0| = 0): with one
