@@ -181,3 +181,26 @@ def test_sharded_over_four_cpu_devices():
         assert out[key]["err"] < 1e-12, (key, out[key])
         assert out[key]["shards"][0][1] == 6  # (L, rows per device, n2)
     assert out["uneven_err"] < 1e-5
+
+
+def _program_lines(arch, n, *, all_depths, symmetric):
+    """Lines of the lowered (StableHLO) program of the tiled kernel, tile edge 8."""
+    x = _inputs(n, 4, 9).astype(np.float32)
+    kind = "ffnet" if isinstance(arch, rk.FeedForward) else "resnet"
+    static = ("kind", "depth", "trained", "all_depths", "symmetric", "tile", "get")
+    lowered = jax.jit(analytic._kernel.__wrapped__, static_argnames=static).lower(
+        x, x, analytic._layer_table(arch, np.float32), kind=kind, depth=arch.depth, trained="all",
+        all_depths=all_depths, symmetric=symmetric, tile=8, get=analytic.GET)
+    return len(lowered.as_text().splitlines())
+
+
+@pytest.mark.parametrize("all_depths", [False, True])
+@pytest.mark.parametrize("symmetric", [True, False])
+@pytest.mark.parametrize("make", [rk.FeedForward, lambda depth: rk.ResNet(depth, gamma=1.0)])
+def test_program_size_independent_of_depth_and_n(make, symmetric, all_depths):
+    # no Python loop over layers or tiles: depth 3 and 300, 3 tiles and 8 tiles per side
+    # lower to programs of the same length (only shapes and constants differ)
+    kw = dict(all_depths=all_depths, symmetric=symmetric)
+    base = _program_lines(make(3), 20, **kw)
+    assert _program_lines(make(300), 20, **kw) == base
+    assert _program_lines(make(3), 60, **kw) == base
