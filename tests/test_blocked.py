@@ -184,14 +184,15 @@ def test_sharded_over_four_cpu_devices():
 
 
 def _program_lines(arch, n, *, all_depths, symmetric):
-    """Lines of the lowered (StableHLO) program of the tiled kernel, tile edge 8."""
+    """Operations of the lowered (StableHLO) program of the tiled kernel, tile edge 8; constants
+    are left out (jax 0.5.3 prints small and large constant arrays in different places)."""
     x = _inputs(n, 4, 9).astype(np.float32)
     kind = "ffnet" if isinstance(arch, rk.FeedForward) else "resnet"
     static = ("kind", "depth", "trained", "all_depths", "symmetric", "tile", "get")
     lowered = jax.jit(analytic._kernel.__wrapped__, static_argnames=static).lower(
         x, x, analytic._layer_table(arch, np.float32), kind=kind, depth=arch.depth, trained="all",
         all_depths=all_depths, symmetric=symmetric, tile=8, get=analytic.GET)
-    return len(lowered.as_text().splitlines())
+    return sum(1 for line in lowered.as_text().splitlines() if " = " in line and "constant" not in line)
 
 
 @pytest.mark.parametrize("all_depths", [False, True])
