@@ -414,6 +414,11 @@ def _check_get(get):
     return (get,)
 
 
+def _result(outs, get):
+    """What the Gram-matrix entry points return for `get`: Kernel(nngp, ntk), or the one array."""
+    return Kernel(*outs) if get is None else outs[0]
+
+
 def _prepare(arch, x1, x2, trained):
     """Validated (arch, kind, trained, x1, x2) for the Gram-matrix entry points (`kernel`,
     reskernel.blocked): arch and trained checked, inputs validated and cast to a common
@@ -457,4 +462,4 @@ def kernel(arch, x1, x2=None, *, all_depths=False, trained="hidden", get=None):
     symmetric = x2 is None
     outs = _kernel(x1, x1 if symmetric else x2, _layer_table(arch, x1.dtype), kind=kind, depth=arch.depth,
                    trained=trained, all_depths=bool(all_depths), symmetric=symmetric, get=picked)
-    return Kernel(*outs) if get is None else outs[0]
+    return _result(outs, get)

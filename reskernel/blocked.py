@@ -17,7 +17,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from . import _checks
-from .analytic import GET, TILE, Kernel, _check_get, _fused, _jit, _kernel, _layer_table, _pad_rows, _prepare
+from .analytic import GET, TILE, _check_get, _fused, _jit, _kernel, _layer_table, _pad_rows, _prepare, _result
 
 __all__ = ["blocked_kernel", "sharded_kernel", "row_mesh"]
 
@@ -82,7 +82,7 @@ def blocked_kernel(arch, x1, x2=None, *, trained="hidden", all_depths=False, blo
             _store(put, *pending, to_host)
         pending = (i, j, res)
     _store(put, *pending, to_host)
-    return Kernel(*out) if get is None else out[0]
+    return _result(out, get)
 
 
 def _store(put, i, j, res, to_host):
@@ -148,4 +148,4 @@ def sharded_kernel(arch, x1, x2=None, *, trained="hidden", all_depths=False, mes
     spec = PartitionSpec(None, axis, None) if all_depths else PartitionSpec(axis, None)
     outs = _sharded(x1r, y, _layer_table(arch, x1.dtype), kind=kind, depth=arch.depth, trained=trained,
                     all_depths=bool(all_depths), tile=tile, sharding=NamedSharding(mesh, spec), n1=n1, get=picked)
-    return Kernel(*outs) if get is None else outs[0]
+    return _result(outs, get)
