@@ -1,7 +1,8 @@
 """Times reskernel in a fresh process (so the first call includes compilation).
 
 usage: python rk_worker.py TASK.json INPUTS.npz OUT.npy
-TASK: {"mode": "analytic", "kind", "depth", "gamma"|"alpha", "all_depths": bool, "trained", "repeats", "save"}
+TASK: {"mode": "analytic", "kind", "depth", "gamma"|"alpha", "all_depths": bool, "trained", "repeats", "save",
+       "method": "auto"|"table"|"recursion" (default "auto")}
       {"mode": "empirical", "kind", "depth", "alpha", "width", "repeats"}
 Prints one JSON line of timings (cold = first call incl. compilation, warm = min of repeats).
 """
@@ -37,7 +38,7 @@ def main(task_path, inputs_path, out_path):
     if task["mode"] == "analytic":
         # get="ntk", as neural-tangents is called (kernel_fn(x, None, "ntk")): only the NTK is written
         fn = lambda: rk.kernel(arch, x, all_depths=task.get("all_depths", False),  # noqa: E731
-                               trained=task.get("trained", "all"), get="ntk")
+                               trained=task.get("trained", "all"), get="ntk", method=task.get("method", "auto"))
     else:
         net = rk.network(arch, task["width"])
         params = net.init(jax.random.PRNGKey(0), x.shape[1], dtype=np.float32)

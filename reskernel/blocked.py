@@ -17,17 +17,17 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from . import _checks
-from .analytic import GET, TILE, _check_get, _fused, _jit, _kernel, _layer_table, _pad_rows, _prepare, _result
+from .analytic import GET, TILE, _angles, _check_get, _fused, _jit, _kernel, _layer_table, _pad_rows, _prepare, _result
 
 __all__ = ["blocked_kernel", "sharded_kernel", "row_mesh"]
 
 
 def blocked_kernel(arch, x1, x2=None, *, trained="hidden", all_depths=False, block: int = 2048,
-                   tile: int = TILE, to_host: bool = True, get=None):
+                   tile: int = TILE, to_host: bool = True, get=None, method="auto"):
     """`reskernel.kernel` computed in blocks of `block` x `block` entries.
 
     Args:
-      arch, x1, x2, trained, all_depths, get: as in reskernel.kernel.
+      arch, x1, x2, trained, all_depths, get, method: as in reskernel.kernel.
       block: rows and columns per block (any n; the last block is padded). Device
         memory ~ block^2 (times depth with all_depths).
       tile: the fused recursion's tile edge within a block.
@@ -50,6 +50,8 @@ def blocked_kernel(arch, x1, x2=None, *, trained="hidden", all_depths=False, blo
     nb1, nb2 = -(-n1 // b1), -(-n2 // b2)
     xp, yp = _pad_rows(x1, nb1 * b1), _pad_rows(y, nb2 * b2)
     table = _layer_table(arch, x1.dtype)
+    angles = _angles(arch, kind, trained, picked, x1.dtype, x1.shape[0] * y.shape[0], method=method,
+                     all_depths=all_depths, traced=_checks.traced(x1, y))
     lead = (arch.depth,) if all_depths else ()
     dtype = np.dtype(x1.dtype)
     if to_host:
@@ -58,7 +60,7 @@ def blocked_kernel(arch, x1, x2=None, *, trained="hidden", all_depths=False, blo
         out = [jnp.zeros(lead + (n1, n2), dtype) for _ in picked]
 
     def call(a, b, sym):
-        return _kernel(a, b, table, kind=kind, depth=arch.depth, trained=trained, all_depths=bool(all_depths),
+        return _kernel(a, b, table, angles, kind=kind, depth=arch.depth, trained=trained, all_depths=bool(all_depths),
                        symmetric=sym, tile=tile, get=picked)
 
     def put(k, i, j, vals):
@@ -99,9 +101,9 @@ def row_mesh(devices=None) -> Mesh:
 
 
 @_jit(("kind", "depth", "trained", "all_depths", "tile", "sharding", "n1", "get"))
-def _sharded(x1r, x2, table, *, kind, depth, trained, all_depths, tile, sharding, n1, get=GET):
+def _sharded(x1r, x2, table, angles, *, kind, depth, trained, all_depths, tile, sharding, n1, get=GET):
     def rows(xb):
-        return _fused(xb, x2, table, kind=kind, depth=depth, trained=trained, all_depths=all_depths,
+        return _fused(xb, x2, table, angles, kind=kind, depth=depth, trained=trained, all_depths=all_depths,
                       symmetric=False, tile=tile, get=get)
 
     k = jax.vmap(rows)(x1r)  # (devices, [L,] rows per device, n2)
@@ -116,11 +118,11 @@ def _sharded(x1r, x2, table, *, kind, depth, trained, all_depths, tile, sharding
 
 
 def sharded_kernel(arch, x1, x2=None, *, trained="hidden", all_depths=False, mesh: Mesh | None = None,
-                   tile: int = TILE, get=None):
+                   tile: int = TILE, get=None, method="auto"):
     """`reskernel.kernel` with the rows of x1 split over the devices of `mesh`.
 
     Args:
-      arch, x1, x2, trained, all_depths, get: as in reskernel.kernel (x2 None means x1).
+      arch, x1, x2, trained, all_depths, get, method: as in reskernel.kernel (x2 None means x1).
       mesh: a jax.sharding.Mesh whose first axis splits the rows (default: row_mesh()).
       tile: the fused recursion's tile edge on each device.
     Returns:
@@ -140,12 +142,14 @@ def sharded_kernel(arch, x1, x2=None, *, trained="hidden", all_depths=False, mes
     axis = mesh.axis_names[0]
     ndev = mesh.shape[axis]
     y = x1 if x2 is None else x2
+    angles = _angles(arch, kind, trained, picked, x1.dtype, x1.shape[0] * y.shape[0], method=method,
+                     all_depths=all_depths, traced=_checks.traced(x1, y))
     n1 = x1.shape[0]
     per = -(-n1 // ndev)
     x1r = _pad_rows(x1, ndev * per).reshape((ndev, per, x1.shape[1]))
     x1r = jax.device_put(x1r, NamedSharding(mesh, PartitionSpec(axis)))
     y = jax.device_put(y, NamedSharding(mesh, PartitionSpec()))
     spec = PartitionSpec(None, axis, None) if all_depths else PartitionSpec(axis, None)
-    outs = _sharded(x1r, y, _layer_table(arch, x1.dtype), kind=kind, depth=arch.depth, trained=trained,
+    outs = _sharded(x1r, y, _layer_table(arch, x1.dtype), angles, kind=kind, depth=arch.depth, trained=trained,
                     all_depths=bool(all_depths), tile=tile, sharding=NamedSharding(mesh, spec), n1=n1, get=picked)
     return _result(outs, get)

@@ -1,0 +1,146 @@
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import reskernel as rk
+from reference import ffnet_pair, gram, resnet_pair
+from reskernel import analytic, tabulated
+
+ARCHS = [rk.FeedForward(1), rk.FeedForward(7), rk.FeedForward(100), rk.ResNet(1, gamma=1.0),
+         rk.ResNet(100, gamma=1.0), rk.ResNet(30, gamma=0.5), rk.ResNet(10, alpha=2.0),
+         rk.ResNet(6, scales=[0.9**l for l in range(1, 7)])]
+
+
+def _reference(arch, x1, x2, trained):
+    if isinstance(arch, rk.FeedForward):
+        return gram(ffnet_pair, x1, x2, arch.depth, trained)
+    return gram(resnet_pair, x1, x2, arch.branch_scales, trained)
+
+
+def _table(arch, trained, max_nodes=tabulated.MAX_NODES):
+    kind = "ffnet" if isinstance(arch, rk.FeedForward) else "resnet"
+    layers = analytic._layer_table(arch, np.float64)
+    return kind, layers, tabulated.angle_table(kind, tuple(map(tuple, layers)), trained, max_nodes)
+
+
+def _inputs(n, d, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d)) * rng.uniform(0.2, 3.0, size=(n, 1))
+    x[1] = 2.5 * x[0]   # parallel
+    x[2] = -x[3]        # antipodal
+    return x
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("trained", ["hidden", "all"])
+def test_table_matches_float64_reference(arch, trained):
+    # float32 inputs, interpolated from the table; the float64 reference runs the recursion per pair
+    x1, x2 = _inputs(12, 5, 0), _inputs(7, 5, 1)
+    x1, x2 = x1.astype(np.float32).astype(np.float64), x2.astype(np.float32).astype(np.float64)
+    for y, sym in ((None, True), (x2, False)):
+        k = rk.kernel(arch, x1.astype(np.float32), None if sym else y.astype(np.float32), trained=trained,
+                      method="table")
+        want = _reference(arch, x1, x1 if sym else y, trained)
+        for got, ref in zip(k, want):
+            assert got.dtype == jnp.float32
+            # TOL of the table plus the float32 rounding of rho_0 and of the output
+            np.testing.assert_allclose(np.asarray(got), ref, rtol=0, atol=2e-6 * np.abs(ref).max())
+        if sym:
+            assert np.array_equal(np.asarray(k.ntk), np.asarray(k.ntk).T)
+
+
+@pytest.mark.parametrize("arch", [rk.FeedForward(20), rk.ResNet(100, gamma=1.0), rk.ResNet(50, gamma=0.25)])
+def test_interpolation_error_within_tol(x64, arch):
+    # the table's own error, in float64, against the library's JAX recursion at angles between nodes
+    kind, _, cubics = _table(arch, "all")
+    assert cubics is not None
+    theta = np.random.default_rng(2).uniform(0, math.pi, 20_000)
+    theta[:3] = [0.0, 1e-6, math.pi]
+    rho = np.cos(theta)
+    exact = rk.correlation_kernels(arch, rho, trained="all")
+    for q, want in enumerate(exact):
+        want = np.asarray(want)
+        got = np.asarray(tabulated.evaluate(jnp.asarray(cubics[q]), jnp.asarray(rho)))
+        assert np.abs(got - want).max() <= tabulated.TOL * np.abs(want).max()
+
+
+def test_numpy_recursion_matches_library(x64):
+    rho = np.cos(np.linspace(0, math.pi, 101))
+    for arch in (rk.FeedForward(9), rk.ResNet(9, gamma=0.5)):
+        kind = "ffnet" if isinstance(arch, rk.FeedForward) else "resnet"
+        for trained in ("hidden", "all"):
+            got = tabulated._recursion64(kind, rho.copy(), analytic._layer_table(arch, np.float64), trained)
+            want = rk.correlation_kernels(arch, rho, trained=trained)
+            for g, w in zip(got, want):
+                np.testing.assert_allclose(g, np.asarray(w), rtol=1e-12, atol=1e-12)
+
+
+def test_cubics_interpolate_the_nodes():
+    nodes = np.random.default_rng(3).normal(size=(2, 65))
+    cubics = tabulated._cubics(nodes)
+    assert cubics.shape == (2, 4, 64)
+    np.testing.assert_allclose(cubics[:, 0, :], nodes[:, :-1], atol=1e-12)          # t = 0
+    np.testing.assert_allclose(cubics.sum(axis=1), nodes[:, 1:], atol=1e-12)        # t = 1
+
+
+def test_table_agrees_with_recursion_float32():
+    x = _inputs(300, 16, 4).astype(np.float32)
+    for arch in (rk.FeedForward(30), rk.ResNet(100, gamma=1.0)):
+        kt = rk.kernel(arch, x, trained="all", method="table")
+        kr = rk.kernel(arch, x, trained="all", method="recursion")
+        ka = rk.kernel(arch, x, trained="all")  # auto: a table at n = 300
+        np.testing.assert_array_equal(np.asarray(ka.ntk), np.asarray(kt.ntk))
+        for t, r in zip(kt, kr):
+            np.testing.assert_allclose(np.asarray(t), np.asarray(r), rtol=0, atol=2e-5 * np.abs(np.asarray(r)).max())
+        assert np.all(np.diag(np.asarray(kt.nngp)) > 0)
+
+
+def test_auto_runs_the_recursion_where_tables_do_not_apply(x64):
+    arch = rk.ResNet(10, gamma=1.0)
+    kw = dict(method="auto", all_depths=False, traced=False)
+    picked = ("nngp", "ntk")
+    big = 10**6
+    assert analytic._angles(arch, "resnet", "all", picked, np.float32, big, **kw).shape[:2] == (2, 4)
+    assert analytic._angles(arch, "resnet", "all", ("ntk",), np.float32, big, **kw).shape[:2] == (1, 4)
+    assert analytic._angles(arch, "resnet", "all", picked, np.float64, big, **kw) is None      # float64
+    assert analytic._angles(arch, "resnet", "all", picked, np.float32, 100, **kw) is None      # tiny n
+    assert analytic._angles(arch, "resnet", "all", picked, np.float32, big, method="auto", all_depths=True,
+                            traced=False) is None
+    assert analytic._angles(arch, "resnet", "all", picked, np.float32, big, method="auto", all_depths=False,
+                            traced=True) is None
+    # a 1000-layer FFNet varies too fast near theta = 0 for MAX_NODES nodes: the recursion runs
+    assert _table(rk.FeedForward(1000), "all")[2] is None
+    assert analytic._angles(rk.FeedForward(1000), "ffnet", "all", picked, np.float32, big, **kw) is None
+
+
+def test_method_errors():
+    x = np.random.default_rng(5).normal(size=(6, 3)).astype(np.float32)
+    with pytest.raises(ValueError, match="method must be one of"):
+        rk.kernel(rk.FeedForward(2), x, method="fast")
+    with pytest.raises(ValueError, match="one depth"):
+        rk.kernel(rk.FeedForward(2), x, all_depths=True, method="table")
+    with pytest.raises(ValueError, match="no table"):
+        rk.kernel(rk.FeedForward(1000), x, method="table")
+
+
+def test_under_jit_the_recursion_runs():
+    # inside the caller's jit the inputs are traced: the recursion (differentiable) runs
+    x = _inputs(200, 8, 6).astype(np.float32)
+    arch = rk.ResNet(20, gamma=1.0)
+    jitted = jax.jit(lambda z: rk.kernel(arch, z, trained="all", get="ntk"))(x)
+    recursion = rk.kernel(arch, x, trained="all", get="ntk", method="recursion")
+    np.testing.assert_array_equal(np.asarray(jitted), np.asarray(recursion))
+
+
+def test_blocked_and_sharded_use_the_table():
+    x1, x2 = _inputs(150, 6, 7).astype(np.float32), _inputs(90, 6, 8).astype(np.float32)
+    arch = rk.ResNet(40, gamma=0.5)
+    want = rk.kernel(arch, x1, x2, trained="all", method="table")
+    blocked = rk.blocked_kernel(arch, x1, x2, trained="all", block=64, method="table")
+    sharded = rk.sharded_kernel(arch, x1, x2, trained="all", method="table")
+    for got in (blocked, sharded):
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-6, atol=1e-6 * np.abs(np.asarray(w)).max())
