@@ -37,7 +37,7 @@ test: env nt-env
 test-compat: nt-env
 	$(NT_VENV)/bin/python -m pytest -q -p no:cacheprovider -m "not slow and not reference" \
 		tests/test_arccos.py tests/test_analytic.py tests/test_errors.py tests/test_networks.py tests/test_empirical.py \
-		tests/test_fast_arccos.py tests/test_blocked.py
+		tests/test_fast_arccos.py tests/test_blocked.py tests/test_tabulated.py
 
 docs: env
 	$(VENV)/bin/python -m pdoc reskernel -o site --docformat google 2>&1 | tee site.log; \

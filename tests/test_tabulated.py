@@ -126,13 +126,20 @@ def test_method_errors():
         rk.kernel(rk.FeedForward(1000), x, method="table")
 
 
-def test_under_jit_the_recursion_runs():
-    # inside the caller's jit the inputs are traced: the recursion (differentiable) runs
+def test_under_jit_the_recursion_runs(monkeypatch):
+    # inside the caller's jit the inputs are traced: the recursion (differentiable) runs, no table
     x = _inputs(200, 8, 6).astype(np.float32)
     arch = rk.ResNet(20, gamma=1.0)
-    jitted = jax.jit(lambda z: rk.kernel(arch, z, trained="all", get="ntk"))(x)
     recursion = rk.kernel(arch, x, trained="all", get="ntk", method="recursion")
-    np.testing.assert_array_equal(np.asarray(jitted), np.asarray(recursion))
+
+    def no_table(*args):
+        raise AssertionError("a table was interpolated under jit")
+
+    monkeypatch.setattr(tabulated, "evaluate", no_table)
+    jitted = jax.jit(lambda z: rk.kernel(arch, z, trained="all", get="ntk"))(x)
+    np.testing.assert_allclose(np.asarray(jitted), np.asarray(recursion), rtol=2e-6)
+    with pytest.raises(AssertionError, match="interpolated"):
+        rk.kernel(arch, x, trained="all", get="ntk")  # concrete float32 at n = 200: auto interpolates
 
 
 def test_blocked_and_sharded_use_the_table():
