@@ -17,7 +17,7 @@ Certified accuracy: M doubles from 256 until the interpolant, checked at the mid
 of every interval against the float64 recursion there, is within TOL / 4 of it
 (relative to the kernel's largest value, at theta_0 = 0); the interpolation error of
 a cubic is largest near those midpoints. `angle_table` returns None when no M up to
-MAX_NODES reaches that (the float64 recursion's own rounding sets a floor near 1e-7
+MAX_NODES reaches that (the float64 recursion's own rounding sets a floor of ~6e-7
 for a 1000-layer FFNet), and reskernel.analytic then runs the recursion. Ends:
 theta_0 = 0 (rho_0 = 1, the diagonal) gives node 0 exactly.
 
