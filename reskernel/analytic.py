@@ -273,8 +273,8 @@ def _edge(n, tile):
 
 def _fused(x1, x2, table, angles=None, *, kind, depth, trained, all_depths, symmetric, tile, get=GET):
     """The kernels named by `get` (a sub-tuple of GET), tile by tile: each tile of rho_0 runs
-    through the whole depth recursion in one scan, its state in cache, or (one depth, `angles`
-    given: the (len(get), M + 1) tables of reskernel.tabulated) is interpolated from the tables.
+    through the whole depth recursion in one scan, its state in cache; or, one depth with `angles`
+    (the (len(get), 4, M) tables of reskernel.tabulated), every entry is interpolated.
     Tiles have edge <= tile, balanced (_edge); the last rows are padded and sliced off."""
     if angles is not None and not all_depths:
         return _interpolated(x1, x2, angles, symmetric)
@@ -301,17 +301,13 @@ def _fused(x1, x2, table, angles=None, *, kind, depth, trained, all_depths, symm
 
 
 def _interpolated(x1, x2, angles, symmetric):
-    """One depth from tables (reskernel.tabulated): rho_0 from one Gram product, each entry
-    interpolated, times |x| |x'|; one elementwise pass after the product (no tiles: the product
-    is the cost, and computed whole it needs no gathers, which also keeps XLA's compilation at
-    ~0.08 s instead of ~0.2 s). Symmetric: the diagonal is exactly rho_0 = 1; off it the output
+    """One depth from tables (reskernel.tabulated): rho_0 from one Gram product (`correlations`),
+    each entry interpolated, times |x| |x'|; one elementwise pass after the product (no tiles: the
+    product is the cost, and computed whole it needs no gathers, which also keeps XLA's compilation
+    at ~0.08 s instead of ~0.2 s). Symmetric: the diagonal is exactly rho_0 = 1; off it the output
     is as symmetric as the backend's matmul of x with x^T (bitwise on XLA:CPU, tested)."""
-    m1 = jnp.linalg.norm(x1, axis=-1)
-    m2 = m1 if symmetric else jnp.linalg.norm(x2, axis=-1)
+    rho, m1, m2 = correlations(x1, None if symmetric else x2)
     norms = m1[:, None] * m2[None, :]
-    rho = _rho(jnp.matmul(x1, x2.T, precision=jax.lax.Precision.HIGHEST), norms)
-    if symmetric:
-        rho = jnp.where(jnp.eye(x1.shape[0], dtype=bool), jnp.ones_like(rho), rho)
     return tuple(tabulated.evaluate(a, rho) * norms for a in angles)
 
 
@@ -508,8 +504,9 @@ def kernel(arch, x1, x2=None, *, all_depths=False, trained="hidden", get=None, m
         recursion once, in float64, on a grid of input angles and interpolates every
         entry from it (reskernel.tabulated: error <= 1e-6 of the kernel's largest value,
         checked for each table; a float32 depth-100 NTK of n = 4000 in ~0.2 s instead of
-        ~0.42 s, compiled in ~0.08 s instead of ~0.25 s). "auto" uses it for float32 inputs outside the caller's jit/grad/vmap
-        when such a table exists (a 1000-layer FFNet has none), else the recursion.
+        ~0.45 s, compiled in ~0.08 s instead of ~0.25 s). "auto" uses it for float32
+        inputs outside the caller's jit/grad/vmap, with n1 n2 >= 16,384, when such a
+        table exists (a 1000-layer FFNet has none); else the recursion runs.
         Interpolated kernels are not differentiable at identical inputs.
     Returns:
       Kernel(nngp, ntk), each (n1, n2), or (L, n1, n2) with all_depths; or the one array
