@@ -5,9 +5,9 @@ Three layers (see docs/conventions.md for the derivations):
      `angle_sine`, theta = arccos rho and sin theta in one pass);
   2. `correlation_kernels`: the depth recursion on normalized kernels, elementwise
      on any array of input correlations rho_0, one `lax.scan` over depth;
-  3. `kernel`: Gram-matrix level. One depth in float32, by default: every entry interpolated
-     from a float64 table of the kernels as functions of the input angle (reskernel.tabulated).
-     Otherwise tile by tile: each tile of rho_0 = <x, x'> / (|x| |x'|)
+  3. `kernel`: Gram-matrix level. float32, by default: every entry interpolated from a
+     float64 table of the kernels as functions of the input angle (reskernel.tabulated;
+     one table per depth for all depths). Otherwise (the recursion) tile by tile: each tile of rho_0 = <x, x'> / (|x| |x'|)
      runs through all layers in cache (one fused loop per layer, compile time
      independent of depth), scaled back by |x| |x'| and written into the output.
      Symmetric kernels compute the tiles above the diagonal and the diagonal tiles in
@@ -273,10 +273,10 @@ def _edge(n, tile):
 
 def _fused(x1, x2, table, angles=None, *, kind, depth, trained, all_depths, symmetric, tile, get=GET):
     """The kernels named by `get` (a sub-tuple of GET), tile by tile: each tile of rho_0 runs
-    through the whole depth recursion in one scan, its state in cache; or, one depth with `angles`
-    (the (len(get), 4, M) tables of reskernel.tabulated), every entry is interpolated.
+    through the whole depth recursion in one scan, its state in cache; or, given `angles` (the
+    (len(get), [L,] 4, M) tables of reskernel.tabulated), every entry is interpolated.
     Tiles have edge <= tile, balanced (_edge); the last rows are padded and sliced off."""
-    if angles is not None and not all_depths:
+    if angles is not None:
         return _interpolated(x1, x2, angles, symmetric)
     n1, n2 = x1.shape[0], x2.shape[0]
     t1 = _edge(n1, tile)
@@ -301,8 +301,8 @@ def _fused(x1, x2, table, angles=None, *, kind, depth, trained, all_depths, symm
 
 
 def _interpolated(x1, x2, angles, symmetric):
-    """One depth from tables (reskernel.tabulated): rho_0 from one Gram product (`correlations`),
-    each entry interpolated, times |x| |x'|; one elementwise pass after the product (no tiles: the
+    """One depth, or every depth, from tables (reskernel.tabulated): rho_0 from one Gram product
+    (`correlations`), each entry interpolated (for each depth), times |x| |x'|; one elementwise pass after the product (no tiles: the
     product is the cost, and computed whole it needs no gathers, which also keeps XLA's compilation
     at ~0.08 s instead of ~0.2 s). Symmetric: the diagonal is exactly rho_0 = 1; off it the output
     is as symmetric as the backend's matmul of x with x^T (bitwise on XLA:CPU, tested)."""
@@ -434,7 +434,7 @@ def _check_get(get):
     return (get,)
 
 
-# How a single-depth Gram matrix is computed (reskernel.tabulated): "auto" interpolates float32
+# How a Gram matrix (one depth or all depths) is computed (reskernel.tabulated): "auto" interpolates float32
 # kernels from a float64 table when one reaches tabulated.TOL (concrete inputs; under the
 # caller's jit or grad, and in float64, the recursion runs), "table" always (error if no table
 # reaches it), "recursion" never.
@@ -442,21 +442,18 @@ METHODS = ("auto", "table", "recursion")
 
 
 def _angles(arch, kind, trained, picked, dtype, entries, *, method, all_depths, traced):
-    """The (len(picked), 4, M) tables `_kernel` interpolates from, in dtype, or None (recursion).
+    """The (len(picked), [L,] 4, M) tables `_kernel` interpolates from, in dtype, or None (recursion).
     `entries` = n1 n2: "auto" builds no table larger than entries / 64 nodes (the float64 build,
     ~2 M depth steps in NumPy, then costs less than the recursion's n1 n2 depth steps)."""
     if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if method == "table" and all_depths:
-        raise ValueError("method='table' computes one depth; all_depths=True runs the recursion "
-                         "(method='auto' or 'recursion')")
-    if method == "recursion" or all_depths:
+    if method == "recursion":
         return None
     if method == "auto" and (traced or jnp.finfo(dtype).bits > 32):
         return None
     layers = _layer_table(arch, np.float64)
     cap = tabulated.MAX_NODES if method == "table" else entries // 64
-    values = tabulated.angle_table(kind, tuple(map(tuple, layers)), trained, cap)
+    values = tabulated.angle_table(kind, tuple(map(tuple, layers)), trained, cap, bool(all_depths))
     if values is None:
         if method == "table":
             raise ValueError(f"no table of <= {tabulated.MAX_NODES} + 1 nodes interpolates this kernel to "
@@ -500,11 +497,11 @@ def kernel(arch, x1, x2=None, *, all_depths=False, trained="hidden", get=None, m
       get: None for both kernels, or "nngp" / "ntk" for that one only, returned as an
         array (as neural-tangents' `get`); the other is then never written, which
         halves the output (and its time) of large all-depths calls.
-      method: "auto" (default), "table" or "recursion", for one depth. "table" runs the
-        recursion once, in float64, on a grid of input angles and interpolates every
-        entry from it (reskernel.tabulated: error <= 1e-6 of the kernel's largest value,
-        checked for each table; a float32 depth-100 NTK of n = 4000 in ~0.2 s instead of
-        ~0.45 s, compiled in ~0.08 s instead of ~0.25 s). "auto" uses it for float32
+      method: "auto" (default), "table" or "recursion". "table" runs the recursion
+        once, in float64, on a grid of input angles and interpolates every entry (at
+        every depth, with all_depths) from it (reskernel.tabulated: error <= 1e-6 of
+        the kernel's largest value, checked for each table; a float32 depth-100 NTK of
+        n = 4000 in ~0.2 s instead of ~0.45 s, compiled in ~0.08 s instead of ~0.25 s). "auto" uses it for float32
         inputs outside the caller's jit/grad/vmap, with n1 n2 >= 16,384, when such a
         table exists (a 1000-layer FFNet has none); else the recursion runs.
         Interpolated kernels are not differentiable at identical inputs.
@@ -512,8 +509,8 @@ def kernel(arch, x1, x2=None, *, all_depths=False, trained="hidden", get=None, m
       Kernel(nngp, ntk), each (n1, n2), or (L, n1, n2) with all_depths; or the one array
       named by `get`. dtype follows the inputs (float64 when jax_enable_x64 is on and
       the inputs are float64).
-    Memory: the outputs, plus (one depth, table) the n1 x n2 Gram matrix, or (one depth,
-    recursion) the stacked tiles of rho_0 and of each output, about half an output each
+    Memory: the outputs, plus (table) the n1 x n2 Gram matrix, or (one depth, recursion)
+    the stacked tiles of rho_0 and of each output, about half an output each
     for symmetric kernels (n = 10,000 float32, both kernels: 0.8 GB of output, 1.7 GB
     peak). Larger than that: reskernel.blocked_kernel.
     """

@@ -1,12 +1,13 @@
-"""Single-depth kernels as tabulated functions of the input angle (the float32 fast path).
+"""Kernels as tabulated functions of the input angle (the float32 fast path).
 
-At one depth, the normalized kernels nngp_n, ntk_n (K = |x| |x'| nngp_n, see
+At each depth, the normalized kernels nngp_n, ntk_n (K = |x| |x'| nngp_n, see
 reskernel.analytic) depend on a pair of inputs only through theta_0 = arccos rho_0. So
 the recursion need not run for every entry of a Gram matrix: it runs once, in float64,
 on M + 1 nodes theta_k = pi (k / M)^2, and every entry is a cubic interpolation in
 phi = sqrt(theta_0 / pi) from the four nearest nodes. Per entry that is one arccos,
 one square root, four table lookups and ~20 flops at any depth, instead of depth x
-(two square roots, a polynomial, ~20 flops).
+(two square roots, a polynomial, ~20 flops). All depths at once: a table per depth on
+the same nodes, so each entry's interval and position serve every depth.
 
 Why phi: the kernels are analytic in theta_0 on [0, pi] (the square-root singularity of
 arccos at rho = 1 is theta_0 itself), but deep nets vary fastest near theta_0 = 0 (a
@@ -43,13 +44,19 @@ MAX_NODES = 8192     # largest table tried (the float64 build is ~2 MAX_NODES x 
 _FIRST_NODES = 256
 
 
-def _recursion64(kind, rho, layers, trained):
-    """(nngp_n, ntk_n) in float64 at correlations rho (1-D): analytic._stepper's recursion,
-    in NumPy (no compilation; the library recursion is float32 unless x64 is on).
-    `layers`: analytic._layer_table(arch, float64)."""
+def _recursion64(kind, rho, layers, trained, all_depths=False):
+    """(nngp_n, ntk_n) in float64 at correlations rho (1-D), each (N,), or (L, N) for every
+    depth: analytic._stepper's recursion, in NumPy (no compilation; the library recursion is
+    float32 unless x64 is on). `layers`: analytic._layer_table(arch, float64)."""
     every = trained == "all"
     t = rho.copy() if every and kind == "resnet" else np.zeros_like(rho)
-    for c, s, sc, move, _ in layers:
+    seen = []
+
+    def read(rho, t, growth):
+        nngp = rho if kind == "ffnet" else growth * rho
+        return nngp, (t + nngp if every else t)
+
+    for c, s, sc, move, s_new in layers:
         theta = np.arccos(rho)
         sine = np.sqrt(np.maximum((1.0 - rho) * (1.0 + rho), 0.0))
         if kind == "ffnet":
@@ -60,8 +67,11 @@ def _recursion64(kind, rho, layers, trained):
             t = t + c * sup * (t + s * rho) + sc * (sine + sup * rho)
             rho = rho + move * (sine - theta * rho)
         rho = np.clip(rho, -1.0, 1.0)
-    nngp = rho if kind == "ffnet" else layers[-1, 4] * rho
-    return nngp, (t + nngp if every else t)
+        if all_depths:
+            seen.append(read(rho, t, s_new))
+    if all_depths:
+        return tuple(np.stack(v) for v in zip(*seen))
+    return read(rho, t, layers[-1, 4])
 
 
 def _weights(v):
@@ -97,10 +107,11 @@ def _cubics(nodes):
 
 
 @functools.lru_cache(maxsize=64)
-def angle_table(kind, layers_key, trained, max_nodes=MAX_NODES):
+def angle_table(kind, layers_key, trained, max_nodes=MAX_NODES, all_depths=False):
     """(2, 4, M) float64 cubic coefficients of (nngp_n, ntk_n) on the M intervals of
-    phi = sqrt(theta_0 / pi) in [0, 1] (nodes phi_k = k / M), or None when no M <= MAX_NODES
-    reaches TOL.
+    phi = sqrt(theta_0 / pi) in [0, 1] (nodes phi_k = k / M), or (2, L, 4, M) for every depth
+    1..L (one M for all, each depth checked against its own largest value); None when no
+    M <= MAX_NODES reaches TOL.
 
     Args:
       kind: "ffnet" or "resnet".
@@ -108,6 +119,8 @@ def angle_table(kind, layers_key, trained, max_nodes=MAX_NODES):
         for the cache).
       trained: "hidden" or "all".
       max_nodes: the largest M tried (at most MAX_NODES).
+      all_depths: tables of every depth (the nets truncated after l layers, as in
+        reskernel.kernel(..., all_depths=True)).
     The search stops early when the error, falling 16x per doubling of M (a cubic's h^4),
     could not reach TOL by max_nodes.
     """
@@ -118,12 +131,12 @@ def angle_table(kind, layers_key, trained, max_nodes=MAX_NODES):
         phi = np.arange(2 * m + 1) / (2 * m)          # nodes and midpoints
         rho = np.cos(math.pi * phi * phi)
         rho[0], rho[-1] = 1.0, -1.0
-        values = np.stack(_recursion64(kind, rho, layers, trained))
-        nodes, mids = values[:, 0::2], values[:, 1::2]
+        values = np.stack(_recursion64(kind, rho, layers, trained, all_depths))
+        nodes, mids = values[..., 0::2], values[..., 1::2]
         cubics = _cubics(nodes)
-        interp = np.einsum("kcm,c->km", cubics, [1.0, 0.5, 0.25, 0.125])
-        scale = np.abs(nodes).max(axis=1)
-        error = np.max(np.abs(interp - mids).max(axis=1) / scale)
+        interp = np.einsum("...cm,c->...m", cubics, [1.0, 0.5, 0.25, 0.125])
+        scale = np.abs(nodes).max(axis=-1)
+        error = np.max(np.abs(interp - mids).max(axis=-1) / scale)
         if error <= TOL / 4:
             return cubics
         if error / 16.0 ** math.log2(max_nodes / m) > 8 * TOL / 4:
@@ -133,14 +146,19 @@ def angle_table(kind, layers_key, trained, max_nodes=MAX_NODES):
 
 
 def evaluate(cubics, rho0):
-    """Interpolated kernel at correlations rho0 (any shape, in [-1, 1]).
+    """Interpolated kernel at correlations rho0 (any shape S, in [-1, 1]): shape S, or (L,) + S.
 
-    cubics: (4, M), one kernel of angle_table, in rho0's dtype. Four lookups in 1-D
-    tables (one lookup of a row of 4 ran 6x slower on XLA:CPU).
+    cubics: (4, M), one kernel of angle_table, or (L, 4, M) for every depth, in rho0's
+    dtype. Four lookups in 1-D tables (one lookup of a row of 4 ran 6x slower on XLA:CPU);
+    every depth: the same interval and position, looked up in depth l's part of the tables.
     """
     m = cubics.shape[-1]
     u = jnp.sqrt(arccos(rho0) * (1.0 / math.pi)) * m
     k = jnp.clip(jnp.floor(u).astype(jnp.int32), 0, m - 1)
     t = u - k
+    if cubics.ndim == 3:  # (L, 4, M): index l M + k in the flattened depth-l rows
+        depths = cubics.shape[0]
+        k = jnp.arange(depths, dtype=jnp.int32).reshape((depths,) + (1,) * rho0.ndim) * m + k
+        cubics = jnp.swapaxes(cubics, 0, 1).reshape((4, depths * m))
     c0, c1, c2, c3 = (jnp.take(cubics[j], k, mode="clip") for j in range(4))
     return ((c3 * t + c2) * t + c1) * t + c0

@@ -67,15 +67,32 @@ def test_interpolation_error_within_tol(x64, arch):
         assert np.abs(got - want).max() <= tabulated.TOL * np.abs(want).max()
 
 
+@pytest.mark.parametrize("arch", [rk.FeedForward(50), rk.ResNet(40, gamma=1.0), rk.ResNet(20, gamma=0.5)])
+def test_all_depths_table_matches_float64_reference(arch):
+    # every depth l: the net truncated after l layers (ResNet: the full depth's branch scales)
+    x = _inputs(20, 6, 9).astype(np.float32)
+    x64 = x.astype(np.float64)
+    k = rk.kernel(arch, x, trained="all", all_depths=True, method="table")
+    assert k.ntk.shape == (arch.depth, 20, 20)
+    for depth in (1, 2, arch.depth // 2, arch.depth):
+        if isinstance(arch, rk.FeedForward):
+            want = gram(ffnet_pair, x64, x64, depth, "all")
+        else:
+            want = gram(resnet_pair, x64, x64, arch.branch_scales[:depth], "all")
+        for got, ref in zip(k, want):
+            np.testing.assert_allclose(np.asarray(got[depth - 1]), ref, rtol=0, atol=2e-6 * np.abs(ref).max())
+
+
 def test_numpy_recursion_matches_library(x64):
     rho = np.cos(np.linspace(0, math.pi, 101))
     for arch in (rk.FeedForward(9), rk.ResNet(9, gamma=0.5)):
         kind = "ffnet" if isinstance(arch, rk.FeedForward) else "resnet"
         for trained in ("hidden", "all"):
-            got = tabulated._recursion64(kind, rho.copy(), analytic._layer_table(arch, np.float64), trained)
-            want = rk.correlation_kernels(arch, rho, trained=trained)
-            for g, w in zip(got, want):
-                np.testing.assert_allclose(g, np.asarray(w), rtol=1e-12, atol=1e-12)
+            for every in (False, True):
+                got = tabulated._recursion64(kind, rho.copy(), analytic._layer_table(arch, np.float64), trained, every)
+                want = rk.correlation_kernels(arch, rho, trained=trained, all_depths=every)
+                for g, w in zip(got, want):
+                    np.testing.assert_allclose(g, np.asarray(w), rtol=1e-12, atol=1e-12)
 
 
 def test_cubics_interpolate_the_nodes():
@@ -107,8 +124,9 @@ def test_auto_runs_the_recursion_where_tables_do_not_apply(x64):
     assert analytic._angles(arch, "resnet", "all", ("ntk",), np.float32, big, **kw).shape[:2] == (1, 4)
     assert analytic._angles(arch, "resnet", "all", picked, np.float64, big, **kw) is None      # float64
     assert analytic._angles(arch, "resnet", "all", picked, np.float32, 100, **kw) is None      # tiny n
-    assert analytic._angles(arch, "resnet", "all", picked, np.float32, big, method="auto", all_depths=True,
-                            traced=False) is None
+    every = analytic._angles(arch, "resnet", "all", picked, np.float32, big, method="auto", all_depths=True,
+                             traced=False)
+    assert every.shape[:3] == (2, 10, 4)  # a table per depth
     assert analytic._angles(arch, "resnet", "all", picked, np.float32, big, method="auto", all_depths=False,
                             traced=True) is None
     # a 1000-layer FFNet varies too fast near theta = 0 for MAX_NODES nodes: the recursion runs
@@ -120,8 +138,6 @@ def test_method_errors():
     x = np.random.default_rng(5).normal(size=(6, 3)).astype(np.float32)
     with pytest.raises(ValueError, match="method must be one of"):
         rk.kernel(rk.FeedForward(2), x, method="fast")
-    with pytest.raises(ValueError, match="one depth"):
-        rk.kernel(rk.FeedForward(2), x, all_depths=True, method="table")
     with pytest.raises(ValueError, match="no table"):
         rk.kernel(rk.FeedForward(1000), x, method="table")
 
@@ -142,12 +158,16 @@ def test_under_jit_the_recursion_runs(monkeypatch):
         rk.kernel(arch, x, trained="all", get="ntk")  # concrete float32 at n = 200: auto interpolates
 
 
-def test_blocked_and_sharded_use_the_table():
+@pytest.mark.parametrize("all_depths", [False, True])
+def test_blocked_and_sharded_use_the_table(all_depths):
     x1, x2 = _inputs(150, 6, 7).astype(np.float32), _inputs(90, 6, 8).astype(np.float32)
-    arch = rk.ResNet(40, gamma=0.5)
-    want = rk.kernel(arch, x1, x2, trained="all", method="table")
-    blocked = rk.blocked_kernel(arch, x1, x2, trained="all", block=64, method="table")
-    sharded = rk.sharded_kernel(arch, x1, x2, trained="all", method="table")
-    for got in (blocked, sharded):
-        for g, w in zip(got, want):
-            np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-6, atol=1e-6 * np.abs(np.asarray(w)).max())
+    arch = rk.ResNet(12, gamma=0.5)
+    kw = dict(trained="all", method="table", all_depths=all_depths)
+    for y in (x2, None):
+        want = rk.kernel(arch, x1, y, **kw)
+        blocked = rk.blocked_kernel(arch, x1, y, block=64, **kw)
+        sharded = rk.sharded_kernel(arch, x1, y, **kw)
+        for got in (blocked, sharded):
+            for g, w in zip(got, want):
+                np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-6,
+                                           atol=1e-6 * np.abs(np.asarray(w)).max())
