@@ -23,7 +23,7 @@ RESULTS = HERE / "results"
 DEFAULT_NT_PYTHON = ROOT / ".venv-nt" / "bin" / "python"
 # Bumped when reskernel's fast path or a benchmark's method changes: run_all.py reruns
 # results written under another version instead of skipping them.
-VERSION = 5
+VERSION = 6
 
 
 def nt_python(option=None) -> Path:
