@@ -112,9 +112,9 @@ def sweep(sw, roof):
         lines += [f"Both libraries return the NTK only (`get=\"ntk\"`). Write bound of the all-depths output "
                   f"({out_bytes / 1e9:.2f} GB of float32 at {roof['copy_bytes_per_s'] / 2e9:.2f} GB/s into fresh memory): "
                   f"{out_bytes / (roof['copy_bytes_per_s'] / 2):.2f} s. "
-                  "The all-depths call runs the depth recursion and writes each layer's tile once; the single-depth "
-                  "columns are reskernel's default for one depth (float32: interpolated from a table, no per-layer "
-                  "work per entry), so the ratio is the recursion plus the 100x larger output.", ""]
+                  "Both reskernel columns are its default for float32 (interpolated from float64 tables, a table per "
+                  "depth for all depths; no per-layer work per entry), so the ratio is the 100x larger output and "
+                  "its lookups.", ""]
     return lines
 
 

@@ -158,6 +158,12 @@ _SHARDED = textwrap.dedent("""
     k = sharded_kernel(rk.ResNet(4), x, get="ntk")
     out["get_err"] = float(np.max(np.abs(np.asarray(k) - rk.kernel(rk.ResNet(4), x).ntk)))
     out["get_shards"] = sorted({s.data.shape for s in k.addressable_shards})
+    x32 = x.astype(np.float32)  # float32 from tables (method="table"), every depth too
+    for ad in (False, True):
+        k = sharded_kernel(rk.ResNet(6, gamma=0.5), x32, trained="all", all_depths=ad, method="table")
+        ref = rk.kernel(rk.ResNet(6, gamma=0.5), x32, trained="all", all_depths=ad, method="table")
+        out[f"table/{ad}"] = {"err": float(np.max(np.abs(np.asarray(k.ntk) - ref.ntk)) / float(np.abs(ref.ntk).max())),
+                              "devices": sorted(d.id for d in k.ntk.sharding.device_set)}
     print(json.dumps(out))
 """)
 
@@ -177,6 +183,8 @@ def test_sharded_over_four_cpu_devices():
         n2 = 24 if "True" in key.split("/")[1] else 7
         assert out[key]["shards"] == [[6, n2]], (key, out[key])
     assert out["get_err"] < 1e-12 and out["get_shards"] == [[6, 24]], out
+    for key in ("table/False", "table/True"):
+        assert out[key]["err"] < 1e-6 and out[key]["devices"] == [0, 1, 2, 3], (key, out[key])
     for key in ("ff/True/True", "res/False/True"):
         assert out[key]["err"] < 1e-12, (key, out[key])
         assert out[key]["shards"][0][1] == 6  # (L, rows per device, n2)

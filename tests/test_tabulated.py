@@ -171,3 +171,20 @@ def test_blocked_and_sharded_use_the_table(all_depths):
             for g, w in zip(got, want):
                 np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-6,
                                            atol=1e-6 * np.abs(np.asarray(w)).max())
+
+
+def test_program_size_independent_of_depth():
+    # the tabulated program has no loop at all: depth 3 and 300 lower to the same operations
+    def operations(arch):
+        x = _inputs(20, 4, 10).astype(np.float32)
+        kind = "ffnet" if isinstance(arch, rk.FeedForward) else "resnet"
+        angles = analytic._angles(arch, kind, "all", analytic.GET, np.float32, 10**6, method="table",
+                                  all_depths=False, traced=False)
+        static = ("kind", "depth", "trained", "all_depths", "symmetric", "tile", "get")
+        lowered = jax.jit(analytic._kernel.__wrapped__, static_argnames=static).lower(
+            x, x, analytic._layer_table(arch, np.float32), angles, kind=kind, depth=arch.depth, trained="all",
+            all_depths=False, symmetric=True, get=analytic.GET)
+        return sum(1 for line in lowered.as_text().splitlines() if " = " in line and "constant" not in line)
+
+    for make in (rk.FeedForward, lambda depth: rk.ResNet(depth, gamma=1.0)):
+        assert operations(make(3)) == operations(make(300))
