@@ -7,8 +7,8 @@ Three layers (see docs/conventions.md for the derivations):
      on any array of input correlations rho_0, one `lax.scan` over depth;
   3. `kernel`: Gram-matrix level. float32, by default: every entry interpolated from a
      float64 table of the kernels as functions of the input angle (reskernel.tabulated;
-     one table per depth for all depths). Otherwise (the recursion) tile by tile: each tile of rho_0 = <x, x'> / (|x| |x'|)
-     runs through all layers in cache (one fused loop per layer, compile time
+     one table per depth for all depths). Otherwise (the recursion) tile by tile: each
+     tile of rho_0 = <x, x'> / (|x| |x'|) runs through all layers in cache (one fused loop per layer, compile time
      independent of depth), scaled back by |x| |x'| and written into the output.
      Symmetric kernels compute the tiles above the diagonal and the diagonal tiles in
      pairs (one tile holds two triangles); `get` skips writing the kernel not asked for.
@@ -291,21 +291,19 @@ def _fused(x1, x2, table, angles=None, *, kind, depth, trained, all_depths, symm
         m2 = jnp.linalg.norm(x2p, axis=-1)
     pick = tuple(GET.index(g) for g in get)
     geometry = (t1, t2, nb1, nb2)
-    if all_depths:
-        outs = _all_depths(x1p, x2p, m1, m2, table, geometry, kind=kind, depth=depth, trained=trained,
-                           symmetric=symmetric, pick=pick)
-    else:
-        outs = _one_depth(x1p, x2p, m1, m2, table, geometry, kind=kind, depth=depth, trained=trained,
-                          symmetric=symmetric, pick=pick)
+    run = _all_depths if all_depths else _one_depth
+    outs = run(x1p, x2p, m1, m2, table, geometry, kind=kind, depth=depth, trained=trained,
+               symmetric=symmetric, pick=pick)
     return tuple(o[..., :n1, :n2] for o in outs)
 
 
 def _interpolated(x1, x2, angles, symmetric):
     """One depth, or every depth, from tables (reskernel.tabulated): rho_0 from one Gram product
-    (`correlations`), each entry interpolated (for each depth), times |x| |x'|; one elementwise pass after the product (no tiles: the
-    product is the cost, and computed whole it needs no gathers, which also keeps XLA's compilation
-    at ~0.08 s instead of ~0.2 s). Symmetric: the diagonal is exactly rho_0 = 1; off it the output
-    is as symmetric as the backend's matmul of x with x^T (bitwise on XLA:CPU, tested)."""
+    (`correlations`), each entry interpolated (for each depth), times |x| |x'|; one elementwise
+    pass after the product (no tiles: the product is the cost, and computed whole it needs no
+    gathers, which also keeps XLA's compilation at ~0.08 s instead of ~0.2 s). Symmetric: the
+    diagonal is exactly rho_0 = 1; off it the output is as symmetric as the backend's matmul of
+    x with x^T (bitwise on XLA:CPU, tested)."""
     rho, m1, m2 = correlations(x1, None if symmetric else x2)
     norms = m1[:, None] * m2[None, :]
     return tuple(tabulated.evaluate(a, rho) * norms for a in angles)
@@ -356,17 +354,16 @@ def _one_depth(x1p, x2p, m1, m2, table, geometry, *, kind, depth, trained, symme
         return tuple(vals[p] for p in pick)
 
     norms = m1[:, None] * m2[None, :]
-
-    def place(tiles):  # (tiles, t1, t2) -> (n1, n2) padded: mirrored where symmetric, then in order
+    outs = []
+    for tiles in jax.lax.map(one, rhos):  # each (tiles, t1, t2), normalized
         if symmetric:
             o, p = tiles[:off], tiles[off:]
             o_t, p_t = jnp.swapaxes(o, -1, -2), jnp.swapaxes(p, -1, -2)
             tiles = jnp.concatenate([o, o_t, jnp.where(upper, p, p_t), jnp.where(upper.T, p, p_t)])
         if not np.array_equal(pos, np.arange(tiles.shape[0])):
             tiles = jnp.take(tiles, jnp.asarray(pos, jnp.int32), axis=0)
-        return tiles.reshape((nb1, nb2, t1, t2)).transpose(0, 2, 1, 3).reshape(norms.shape)
-
-    return tuple(place(tiles) * norms for tiles in jax.lax.map(one, rhos))
+        outs.append(tiles.reshape((nb1, nb2, t1, t2)).transpose(0, 2, 1, 3).reshape(norms.shape) * norms)
+    return tuple(outs)
 
 
 def _all_depths(x1p, x2p, m1, m2, table, geometry, *, kind, depth, trained, symmetric, pick):
@@ -434,8 +431,8 @@ def _check_get(get):
     return (get,)
 
 
-# How a Gram matrix (one depth or all depths) is computed (reskernel.tabulated): "auto" interpolates float32
-# kernels from a float64 table when one reaches tabulated.TOL (concrete inputs; under the
+# How a Gram matrix (one depth or all depths) is computed (reskernel.tabulated): "auto"
+# interpolates float32 kernels from a float64 table when one reaches tabulated.TOL (concrete inputs; under the
 # caller's jit or grad, and in float64, the recursion runs), "table" always (error if no table
 # reaches it), "recursion" never.
 METHODS = ("auto", "table", "recursion")
@@ -501,9 +498,9 @@ def kernel(arch, x1, x2=None, *, all_depths=False, trained="hidden", get=None, m
         once, in float64, on a grid of input angles and interpolates every entry (at
         every depth, with all_depths) from it (reskernel.tabulated: error <= 1e-6 of
         the kernel's largest value, checked for each table; a float32 depth-100 NTK of
-        n = 4000 in ~0.2 s instead of ~0.45 s, compiled in ~0.08 s instead of ~0.25 s). "auto" uses it for float32
-        inputs outside the caller's jit/grad/vmap, with n1 n2 >= 16,384, when such a
-        table exists (a 1000-layer FFNet has none); else the recursion runs.
+        n = 4000 in ~0.2 s instead of ~0.45 s, compiled in ~0.08 s instead of ~0.25 s).
+        "auto" uses it for float32 inputs outside the caller's jit/grad/vmap, with
+        n1 n2 >= 16,384, when such a table exists (a 1000-layer FFNet has none); else the recursion runs.
         Interpolated kernels are not differentiable at identical inputs.
     Returns:
       Kernel(nngp, ntk), each (n1, n2), or (L, n1, n2) with all_depths; or the one array
