@@ -449,7 +449,7 @@ NB05 = ("05_skipinit_fromage", r"""
 """, [
     code(r'''
 from reskernel import training as tr
-from reskernel.training import plots as trplots
+from reskernel.studies.training import plots as trplots
 
 STREAM = dict(depth=20, width=32, n_seeds=4) if SMALL else dict(depth=200, width=256, n_seeds=16)
 SKIP = dict(depths=(12,), width=16, steps=50, learning_rates=(0.1,)) if SMALL else \

@@ -7,12 +7,16 @@ check them against.
     net = rk.network(rk.FeedForward(depth=10), width=1024)
     e = rk.empirical_kernel(net, net.init(key, d), x1, x2)
 """
-from . import blocked, data, depth_study, lengths, limits, precision, regression, shortcut, sweeps, training
-from .blocked import blocked_kernel, row_mesh, sharded_kernel
-from .analytic import Kernel, correlation_kernels, correlations, kernel
-from .arch import TRAINED, FeedForward, ResNet
-from .empirical import empirical_kernel
-from .networks import Network, network
+from . import data, precision, studies
+from .core import analytic, arccos, arch, blocked, limits, tabulated
+from .core.analytic import Kernel, correlation_kernels, correlations, kernel
+from .core.arch import TRAINED, FeedForward, ResNet
+from .core.blocked import blocked_kernel, row_mesh, sharded_kernel
+from .inference import regression
+from .nets import empirical, networks
+from .nets.empirical import empirical_kernel
+from .nets.networks import Network, network
+from .studies import depth_study, lengths, shortcut, sweeps, training
 
 __version__ = "0.1.0"
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ._io import write_json_atomic
+from .studies._io import write_json_atomic
 from .precision import enable_x64
 
 
@@ -93,11 +93,11 @@ def _plot_demo(rows, path):
 
 def _register():
     """Each study module owns its command; they are attached here."""
-    from .depth_study import regress_command
-    from .lengths import lengths_command
-    from .shortcut import shortcut_command
-    from .sweeps import sweep_command
-    from .training.commands import fromage_command, skipinit_command
+    from .studies.depth_study import regress_command
+    from .studies.lengths import lengths_command
+    from .studies.shortcut import shortcut_command
+    from .studies.sweeps import sweep_command
+    from .studies.training.commands import fromage_command, skipinit_command
 
     for command in (lengths_command, shortcut_command, regress_command, sweep_command, skipinit_command,
                     fromage_command):

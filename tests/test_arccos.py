@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import integrate, stats
 
-from reskernel.arccos import k0, k1
+from reskernel.core.arccos import k0, k1
 
 
 def _gauss_expectation(kind, rho):

@@ -15,7 +15,7 @@ import reskernel as rk
 from conftest import assert_close
 from reference import ffnet_pair, gram, resnet_pair
 from reskernel import analytic
-from reskernel.blocked import blocked_kernel, row_mesh, sharded_kernel
+from reskernel.core.blocked import blocked_kernel, row_mesh, sharded_kernel
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCHS = [rk.FeedForward(6), rk.ResNet(5, gamma=0.5), rk.ResNet(4, scales=[0.9, 0.5, 0.3, 0.2])]
@@ -139,7 +139,7 @@ _SHARDED = textwrap.dedent("""
     import jax, numpy as np
     jax.config.update("jax_enable_x64", True)
     import reskernel as rk
-    from reskernel.blocked import sharded_kernel
+    from reskernel.core.blocked import sharded_kernel
     rng = np.random.default_rng(0)
     x = rng.normal(size=(24, 5)); y = rng.normal(size=(7, 5))
     out = {"devices": len(jax.devices())}

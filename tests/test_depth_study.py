@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 import reskernel as rk
-from reskernel.depth_study import _family_kernels, _pairs, _unpack, finite_width_check, parse_depths, \
+from reskernel.studies.depth_study import _family_kernels, _pairs, _unpack, finite_width_check, parse_depths, \
     regress_command, study
 from reskernel.precision import enable_x64
 from tqdm import tqdm

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from reskernel.arccos import arccos, k0, k1
+from reskernel.core.arccos import arccos, k0, k1
 
 
 def _points():
@@ -61,7 +61,7 @@ def test_maps_match_library_arccos(x64):
 
 
 def test_angle_sine_values_and_derivatives(x64):
-    from reskernel.arccos import angle_sine
+    from reskernel.core.arccos import angle_sine
     x = _points()
     theta, sine = jax.jit(angle_sine)(jnp.asarray(x))
     np.testing.assert_allclose(np.asarray(theta), np.arccos(x), rtol=0, atol=1e-14)

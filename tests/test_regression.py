@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import reskernel as rk
-from reskernel.regression import depth_kernels, gd_predictions, kernel_regression, scores
+from reskernel.inference.regression import depth_kernels, gd_predictions, kernel_regression, scores
 from conftest import assert_close
 
 

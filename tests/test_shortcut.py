@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from reskernel import shortcut as sc
-from reskernel.shortcut import study
+from reskernel.studies.shortcut import study
 
 
 def _random_params(key, p, k, scale=1.0):

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 import reskernel as rk
 from reskernel import sweeps
-from reskernel._lean import bytes_per_seed
+from reskernel.nets._lean import bytes_per_seed
 
 
 @pytest.mark.parametrize("arch,trained", [(rk.FeedForward(3), "hidden"), (rk.ResNet(3, gamma=0.75), "all")])

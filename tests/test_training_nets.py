@@ -1,4 +1,4 @@
-"""reskernel.training nets and forward statistics: NumPy reference forward passes, and
+"""reskernel.studies.training nets and forward statistics: NumPy reference forward passes, and
 the closed-form mean squares of the residual stream vs Monte Carlo over initializations."""
 import math
 

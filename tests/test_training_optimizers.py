@@ -7,7 +7,7 @@ import optax
 import pytest
 
 from reskernel import training as tr
-from reskernel.training.fit import logistic_loss
+from reskernel.studies.training.fit import logistic_loss
 from conftest import assert_close
 
 

@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from reskernel import training as tr
-from reskernel.training import plots, studies
-from reskernel.training.commands import fromage_command, skipinit_command
+from reskernel.studies.training import plots, studies
+from reskernel.studies.training.commands import fromage_command, skipinit_command
 from conftest import assert_close
 
 

@@ -57,7 +57,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .._checks import positive_int as _positive_int
+from ..._checks import positive_int as _positive_int
 
 __all__ = ["ConvNet", "Params", "output", "population_loss",
            "monte_carlo_loss", "angle", "relu_cross"]

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from .._checks import positive_int
+from ..._checks import positive_int
 from ._io import jsonable, load_records, write_json
 from .fit import labels_pm1, train
 from .nets import MLP, ResidualMLP
@@ -59,7 +59,7 @@ def load_two_class(dataset: str = "mnist2", classes=None, n_train=None, n_test=N
                    seed: int = 0, data_dir=None):
     """(x_train, y_train, x_test, y_test) from reskernel.data.two_class (centred, on the
     unit sphere), rescaled by sqrt(d) so that features have mean square 1, float32."""
-    from ..data import two_class  # lazy: the studies themselves take arrays
+    from ...data import two_class  # lazy: the studies themselves take arrays
 
     ds = two_class(dataset, classes, n_train, n_test, seed=seed, data_dir=data_dir)
     scale = math.sqrt(ds.x_train.shape[1])

@@ -26,11 +26,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _checks
-from .analytic import Kernel, correlations
-from .arccos import k0, k1
-from .arch import FeedForward, check_arch, check_trained
-from .precision import enable_x64
+from .. import _checks
+from ..core.analytic import Kernel, correlations
+from ..core.arccos import k0, k1
+from ..core.arch import FeedForward, check_arch, check_trained
+from ..precision import enable_x64
 
 __all__ = ["Regression", "kernel_regression", "gd_predictions", "scores", "depth_kernels",
            "depth_correlation_kernels", "check_depths"]

@@ -31,12 +31,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _checks
+from .. import _checks
 from ._io import read_json, write_json_atomic
-from ._lean import bytes_per_seed, hash_normal, lean_kernels, lean_params
-from .analytic import kernel
-from .arch import FeedForward, ResNet, check_trained
-from .precision import enable_x64
+from ..nets._lean import bytes_per_seed, hash_normal, lean_kernels, lean_params
+from ..core.analytic import kernel
+from ..core.arch import FeedForward, ResNet, check_trained
+from ..precision import enable_x64
 
 __all__ = ["sweep", "summarize", "fit_slope", "width_for_error", "parse_arch", "arch_name",
            "lean_kernels", "lean_params", "seed_chunk", "memory_budget", "plot_sweep", "plot_joint",
@@ -478,7 +478,7 @@ def sweep(out, *, archs: Sequence = ("ffnet", "resnet:1", "resnet:0.75", "resnet
 
 def plot_sweep(results: dict, path, metric: str = "frob") -> Path:
     """Median error vs width with 5-95% bands, one curve per depth; a panel per arch and kernel."""
-    from .plotting import figure, save
+    from ..plotting import figure, save
 
     rows = results["summary"]["rows"]
     archs = results["config"]["archs"]
@@ -518,7 +518,7 @@ def plot_sweep(results: dict, path, metric: str = "frob") -> Path:
 def plot_joint(results: dict, path) -> Path:
     """Width needed for the target NTK/NNGP error vs depth, per arch (log-log): measured
     (crosses where extrapolated beyond the swept widths) beside theory (dashed)."""
-    from .plotting import figure, save
+    from ..plotting import figure, save
 
     joint = results["summary"]["joint"]
     fig, axes = figure(2)

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from . import _checks
+from .. import _checks
 from .analytic import GET, TILE, _angles, _check_get, _fused, _jit, _kernel, _layer_table, _pad_rows, _prepare, _result
 
 __all__ = ["blocked_kernel", "sharded_kernel", "row_mesh"]

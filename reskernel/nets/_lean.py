@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .arch import FeedForward
+from ..core.arch import FeedForward
 
 # Full float32 products also on GPUs/TPUs (whose default may round float32 matmuls to
 # TF32/bfloat16, a 1e-3 error that would floor the width sweeps); a no-op on CPUs.

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _checks
+from .. import _checks
 from .analytic import Kernel, correlation_kernels, correlations
 from .arch import FeedForward, ResNet, check_arch
 

@@ -25,7 +25,7 @@ import jax
 import numpy as np
 import optax
 
-from .._checks import concrete
+from ..._checks import concrete
 from .nets import ROLES, STACKED_ROLES
 
 __all__ = ["OPTIMIZERS", "PLAIN_ROLES", "optimizer", "per_layer", "check_learning_rate"]

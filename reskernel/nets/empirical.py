@@ -17,9 +17,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _checks
-from .analytic import Kernel
-from .arch import FeedForward, check_trained
+from .. import _checks
+from ..core.analytic import Kernel
+from ..core.arch import FeedForward, check_trained
 from .networks import Network, _forward, _relu, param_groups
 
 __all__ = ["empirical_kernel", "METHODS"]

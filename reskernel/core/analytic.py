@@ -32,7 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _checks, tabulated
+from .. import _checks
+from . import tabulated
 from .arccos import angle_sine
 from .arch import FeedForward, ResNet, check_arch, check_trained
 

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .._checks import positive_int
+from ..._checks import positive_int
 from .nets import check_spec
 from .optimizers import check_learning_rate, check_name, optimizer
 

@@ -18,8 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _checks
-from .arch import FeedForward, check_arch
+from .. import _checks
+from ..core.arch import FeedForward, check_arch
 
 __all__ = ["Network", "network", "param_groups"]
 

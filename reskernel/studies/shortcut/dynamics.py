@@ -32,8 +32,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .._checks import positive_int
-from ..arch import _check_scale
+from ..._checks import positive_int
+from ...core.arch import _check_scale
 from .model import ConvNet, Params, angle, check_params, loss
 
 __all__ = ["Schedule", "Trajectory", "Outcome", "sample_problems", "gradient_descent",

@@ -28,10 +28,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._io import read_json, write_json_atomic, write_text_atomic
-from .analytic import correlations
-from .arch import FeedForward, ResNet
-from .precision import enable_x64
-from .regression import (_as_kernels, _check_ridge, _family_alphas, _ffnet_depths, _resnet_depths, _solve,
+from ..core.analytic import correlations
+from ..core.arch import FeedForward, ResNet
+from ..precision import enable_x64
+from ..inference.regression import (_as_kernels, _check_ridge, _family_alphas, _ffnet_depths, _resnet_depths, _solve,
                          check_depths, gd_predictions, scores)
 
 __all__ = ["parse_depths", "parse_list", "study", "plot_study", "summary_table", "finite_width_check", "regress_command",
@@ -181,7 +181,7 @@ def study(dataset: str = "cifar2", *, archs: Sequence[str] = ARCHS, gammas: Sequ
     """
     from tqdm import tqdm
 
-    from .data import two_class
+    from ..data import two_class
 
     archs = parse_list(",".join(archs), ARCHS, name="archs")
     kernels = parse_list(",".join(kernels), KERNELS, name="kernels")
@@ -260,7 +260,7 @@ def study(dataset: str = "cifar2", *, archs: Sequence[str] = ARCHS, gammas: Sequ
 def plot_study(rows, path):
     """Test accuracy vs depth (log x), one panel per kernel; colour = architecture,
     solid = float64, dashed = float32; grey line = majority-class rate."""
-    from .plotting import figure, save
+    from ..plotting import figure, save
 
     kernels = [k for k in KERNELS if any(r["kernel"] == k for r in rows)]
     fig, axes = figure(len(kernels))
@@ -309,9 +309,9 @@ def finite_width_check(widths: Sequence[int] = (256, 2048), *, arch=None, datase
     """
     import optax
 
-    from . import analytic
-    from .data import two_class
-    from .networks import network, param_groups
+    from ..core import analytic
+    from ..data import two_class
+    from ..nets.networks import network, param_groups
 
     arch = FeedForward(2) if arch is None else arch
     widths = [int(w) for w in widths]

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._checks import positive_int
+from ..._checks import positive_int
 from .nets import ResidualMLP
 
 __all__ = ["StreamStats", "stream_theory", "stream_statistics"]

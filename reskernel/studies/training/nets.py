@@ -38,7 +38,7 @@ from typing import NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from .._checks import positive_int
+from ..._checks import positive_int
 
 __all__ = ["MLP", "ResidualMLP", "ROLES", "STACKED_ROLES", "Trace", "check_spec"]
 

@@ -27,8 +27,8 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from .._checks import positive_int
-from ..arch import _check_scale
+from ..._checks import positive_int
+from ...core.arch import _check_scale
 from .dynamics import (GLOBAL, SPURIOUS, UNCONVERGED, Schedule, first_step, gradient_descent, outcomes,
                        sample_problems)
 from .model import ConvNet

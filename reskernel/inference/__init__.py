@@ -1,0 +1,1 @@
+"""Inference with the kernels: kernel ridge regression and NTK gradient-descent predictions."""
