@@ -7,41 +7,47 @@ check them against.
     net = rk.network(rk.FeedForward(depth=10), width=1024)
     e = rk.empirical_kernel(net, net.init(key, d), x1, x2)
 """
-from . import data, precision, studies
-from .core import analytic, arccos, arch, blocked, limits, tabulated
-from .core.analytic import Kernel, correlation_kernels, correlations, kernel
-from .core.arch import TRAINED, FeedForward, ResNet
-from .core.blocked import blocked_kernel, row_mesh, sharded_kernel
-from .inference import regression
-from .nets import empirical, networks
-from .nets.empirical import empirical_kernel
-from .nets.networks import Network, network
-from .studies import depth_study, lengths, shortcut, sweeps, training
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "FeedForward",
-    "Kernel",
-    "Network",
-    "ResNet",
-    "TRAINED",
-    "correlation_kernels",
-    "blocked",
-    "blocked_kernel",
-    "data",
-    "depth_study",
-    "limits",
-    "regression",
-    "row_mesh",
-    "sharded_kernel",
-    "sweeps",
-    "training",
-    "lengths",
-    "precision",
-    "shortcut",
-    "correlations",
-    "empirical_kernel",
-    "kernel",
-    "network",
-]
+# Names are imported on first use (PEP 562), so `import reskernel` and `reskernel --help`
+# do not load JAX until a kernel is asked for.
+_MODULES = {
+    "core": "reskernel.core", "nets": "reskernel.nets", "inference": "reskernel.inference",
+    "studies": "reskernel.studies", "data": "reskernel.data", "precision": "reskernel.precision",
+    "plotting": "reskernel.plotting",
+    "analytic": "reskernel.core.analytic", "arccos": "reskernel.core.arccos", "arch": "reskernel.core.arch",
+    "blocked": "reskernel.core.blocked", "limits": "reskernel.core.limits", "tabulated": "reskernel.core.tabulated",
+    "regression": "reskernel.inference.regression", "empirical": "reskernel.nets.empirical",
+    "networks": "reskernel.nets.networks", "depth_study": "reskernel.studies.depth_study",
+    "lengths": "reskernel.studies.lengths", "shortcut": "reskernel.studies.shortcut",
+    "sweeps": "reskernel.studies.sweeps", "training": "reskernel.studies.training",
+}
+_NAMES = {
+    "Kernel": "reskernel.core.analytic", "correlation_kernels": "reskernel.core.analytic",
+    "correlations": "reskernel.core.analytic", "kernel": "reskernel.core.analytic",
+    "TRAINED": "reskernel.core.arch", "FeedForward": "reskernel.core.arch", "ResNet": "reskernel.core.arch",
+    "blocked_kernel": "reskernel.core.blocked", "row_mesh": "reskernel.core.blocked",
+    "sharded_kernel": "reskernel.core.blocked", "empirical_kernel": "reskernel.nets.empirical",
+    "Network": "reskernel.nets.networks", "network": "reskernel.nets.networks",
+}
+
+__all__ = sorted(set(_NAMES) | {"analytic", "blocked", "data", "depth_study", "inference", "lengths", "limits",
+                                "nets", "precision", "regression", "shortcut", "studies", "sweeps", "training",
+                                "core"})
+
+
+def __getattr__(name):
+    if name in _MODULES:
+        value = importlib.import_module(_MODULES[name])
+    elif name in _NAMES:
+        value = getattr(importlib.import_module(_NAMES[name]), name)
+    else:
+        raise AttributeError(f"module 'reskernel' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_MODULES) | set(_NAMES))

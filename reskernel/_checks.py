@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["inputs", "width", "positive_int", "concrete"]
+__all__ = ["inputs", "width", "positive_int", "concrete", "boolean"]
 
 
 def concrete(x):
@@ -91,3 +91,10 @@ def positive_int(name, value) -> int:
 
 def width(value) -> int:
     return positive_int("width", value)
+
+
+def boolean(name, value) -> bool:
+    """A real boolean (Python bool or NumPy bool); strings such as "no" and numbers are refused."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
