@@ -42,9 +42,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 import reskernel as rk  # noqa: E402
-from reskernel import analytic  # noqa: E402
+from reskernel.core import analytic, tiles  # noqa: E402
 
-OPTIONS = analytic.COMPILER_OPTIONS
+OPTIONS = tiles.COMPILER_OPTIONS
 
 
 def best(fn, repeats=5):
@@ -102,8 +102,8 @@ def copy_bandwidth(mb=256):
 
 def _layer_fn(kind, depth=100):
     arch = rk.FeedForward(depth) if kind == "ffnet" else rk.ResNet(depth, gamma=1.0)
-    table = analytic._layer_table(arch, jnp.float32)
-    return jax.jit(lambda r: analytic._recursion(kind, r, table, "all", False), compiler_options=OPTIONS)
+    table = analytic.schedule(arch, jnp.float32)
+    return jax.jit(lambda r: tiles.recursion(kind, r, table, "all", False), compiler_options=OPTIONS)
 
 
 def tile_rate(kind, tile=512, depth=100):

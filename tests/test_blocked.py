@@ -14,7 +14,7 @@ import pytest
 import reskernel as rk
 from conftest import assert_close
 from reference import ffnet_pair, gram, resnet_pair
-from reskernel import analytic
+from reskernel.core import analytic, tiles
 from reskernel.core.blocked import blocked_kernel, row_mesh, sharded_kernel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,8 +35,8 @@ def _reference(arch, x1, x2, trained):
 def _fused(arch, x1, x2, *, trained, tile, all_depths=False):
     kind = "ffnet" if isinstance(arch, rk.FeedForward) else "resnet"
     x1 = jnp.asarray(x1)
-    return rk.Kernel(*analytic._kernel(x1, x1 if x2 is None else jnp.asarray(x2),
-                                       analytic._layer_table(arch, x1.dtype), kind=kind, depth=arch.depth,
+    return rk.Kernel(*tiles._kernel(x1, x1 if x2 is None else jnp.asarray(x2),
+                                    analytic.schedule(arch, x1.dtype), kind=kind, depth=arch.depth,
                                        trained=trained, all_depths=all_depths, symmetric=x2 is None, tile=tile))
 
 
@@ -197,9 +197,9 @@ def _program_lines(arch, n, *, all_depths, symmetric):
     x = _inputs(n, 4, 9).astype(np.float32)
     kind = "ffnet" if isinstance(arch, rk.FeedForward) else "resnet"
     static = ("kind", "depth", "trained", "all_depths", "symmetric", "tile", "get")
-    lowered = jax.jit(analytic._kernel.__wrapped__, static_argnames=static).lower(
-        x, x, analytic._layer_table(arch, np.float32), kind=kind, depth=arch.depth, trained="all",
-        all_depths=all_depths, symmetric=symmetric, tile=8, get=analytic.GET)
+    lowered = jax.jit(tiles._kernel.__wrapped__, static_argnames=static).lower(
+        x, x, analytic.schedule(arch, np.float32), kind=kind, depth=arch.depth, trained="all",
+        all_depths=all_depths, symmetric=symmetric, tile=8, get=tiles.GET)
     return sum(1 for line in lowered.as_text().splitlines() if " = " in line and "constant" not in line)
 
 

@@ -7,7 +7,7 @@ import pytest
 
 import reskernel as rk
 from reference import ffnet_pair, gram, resnet_pair
-from reskernel import analytic, tabulated
+from reskernel.core import analytic, engine, tabulated, tiles
 
 ARCHS = [rk.FeedForward(1), rk.FeedForward(7), rk.FeedForward(100), rk.ResNet(1, gamma=1.0),
          rk.ResNet(100, gamma=1.0), rk.ResNet(30, gamma=0.5), rk.ResNet(10, alpha=2.0),
@@ -22,8 +22,8 @@ def _reference(arch, x1, x2, trained):
 
 def _table(arch, trained, max_nodes=tabulated.MAX_NODES):
     kind = "ffnet" if isinstance(arch, rk.FeedForward) else "resnet"
-    layers = analytic._layer_table(arch, np.float64)
-    return kind, layers, tabulated.angle_table(kind, tuple(map(tuple, layers)), trained, max_nodes)
+    sched = engine.schedule(arch)
+    return kind, sched, tabulated.angle_table(kind, tuple(map(tuple, sched)), trained, max_nodes)
 
 
 def _inputs(n, d, seed):
@@ -63,7 +63,7 @@ def test_interpolation_error_within_tol(x64, arch):
     exact = rk.correlation_kernels(arch, rho, trained="all")
     for q, want in enumerate(exact):
         want = np.asarray(want)
-        got = np.asarray(tabulated.evaluate(jnp.asarray(cubics[q]), jnp.asarray(rho)))
+        got = np.asarray(tabulated.evaluate(jnp.asarray(cubics[q]), jnp.asarray(theta)))
         assert np.abs(got - want).max() <= tabulated.TOL * np.abs(want).max()
 
 
@@ -89,7 +89,8 @@ def test_numpy_recursion_matches_library(x64):
         kind = "ffnet" if isinstance(arch, rk.FeedForward) else "resnet"
         for trained in ("hidden", "all"):
             for every in (False, True):
-                got = tabulated._recursion64(kind, rho.copy(), analytic._layer_table(arch, np.float64), trained, every)
+                reads = tuple(range(1, arch.depth + 1)) if every else None
+                got = engine.run_numpy(kind, rho.copy(), engine.schedule(arch), trained, reads)
                 want = rk.correlation_kernels(arch, rho, trained=trained, all_depths=every)
                 for g, w in zip(got, want):
                     np.testing.assert_allclose(g, np.asarray(w), rtol=1e-12, atol=1e-12)
@@ -117,21 +118,26 @@ def test_table_agrees_with_recursion_float32():
 
 def test_auto_runs_the_recursion_where_tables_do_not_apply(x64):
     arch = rk.ResNet(10, gamma=1.0)
-    kw = dict(method="auto", all_depths=False, traced=False)
     picked = ("nngp", "ntk")
-    big = 10**6
-    assert analytic._angles(arch, "resnet", "all", picked, np.float32, big, **kw).shape[:2] == (2, 4)
-    assert analytic._angles(arch, "resnet", "all", ("ntk",), np.float32, big, **kw).shape[:2] == (1, 4)
-    assert analytic._angles(arch, "resnet", "all", picked, np.float64, big, **kw) is None      # float64
-    assert analytic._angles(arch, "resnet", "all", picked, np.float32, 100, **kw) is None      # tiny n
-    every = analytic._angles(arch, "resnet", "all", picked, np.float32, big, method="auto", all_depths=True,
-                             traced=False)
-    assert every.shape[:3] == (2, 10, 4)  # a table per depth
-    assert analytic._angles(arch, "resnet", "all", picked, np.float32, big, method="auto", all_depths=False,
-                            traced=True) is None
-    # a 1000-layer FFNet varies too fast near theta = 0 for MAX_NODES nodes: the recursion runs
+    big = np.ones((1000, 3), np.float32)
+
+    def plan(arch, picked, x, **kw):
+        return analytic.plan(arch, "all", picked, x, None, method=kw.pop("method", "auto"),
+                             all_depths=kw.pop("all_depths", False))
+
+    assert plan(arch, picked, big).angles.shape[:2] == (2, 4)
+    assert plan(arch, ("ntk",), big).angles.shape[:2] == (1, 4)
+    p64 = plan(arch, picked, big.astype(np.float64))             # float64: the recursion in float64
+    assert p64.angles is None and p64.dtype == np.float64
+    tiny = plan(arch, picked, big[:100])                          # tiny n: the recursion, in float64
+    assert tiny.angles is None and tiny.dtype == np.float64
+    assert plan(arch, picked, big, all_depths=True).angles.shape[:3] == (2, 10, 4)  # a table per depth
+    # a 1000-layer FFNet varies too fast near theta = 0 for MAX_NODES nodes: the recursion runs, in float64
     assert _table(rk.FeedForward(1000), "all")[2] is None
-    assert analytic._angles(rk.FeedForward(1000), "ffnet", "all", picked, np.float32, big, **kw) is None
+    deep = plan(rk.FeedForward(1000), picked, big)
+    assert deep.angles is None and deep.dtype == np.float64
+    rec = plan(arch, picked, big, method="recursion")              # asked for: float32 recursion
+    assert rec.angles is None and rec.dtype == np.float32
 
 
 def test_method_errors():
@@ -177,13 +183,12 @@ def test_program_size_independent_of_depth():
     # the tabulated program has no loop at all: depth 3 and 300 lower to the same operations
     def operations(arch):
         x = _inputs(20, 4, 10).astype(np.float32)
-        kind = "ffnet" if isinstance(arch, rk.FeedForward) else "resnet"
-        angles = analytic._angles(arch, kind, "all", analytic.GET, np.float32, 10**6, method="table",
-                                  all_depths=False, traced=False)
+        kind = analytic.kind_of(arch)
+        p = analytic.plan(arch, "all", tiles.GET, x, None, method="table", all_depths=False)
         static = ("kind", "depth", "trained", "all_depths", "symmetric", "tile", "get")
-        lowered = jax.jit(analytic._kernel.__wrapped__, static_argnames=static).lower(
-            x, x, analytic._layer_table(arch, np.float32), angles, kind=kind, depth=arch.depth, trained="all",
-            all_depths=False, symmetric=True, get=analytic.GET)
+        lowered = jax.jit(tiles._kernel.__wrapped__, static_argnames=static).lower(
+            x, x, analytic.schedule(arch, np.float32), p.angles, p.band, kind=kind, depth=arch.depth,
+            trained="all", all_depths=False, symmetric=True, get=tiles.GET)
         return sum(1 for line in lowered.as_text().splitlines() if " = " in line and "constant" not in line)
 
     for make in (rk.FeedForward, lambda depth: rk.ResNet(depth, gamma=1.0)):

@@ -17,7 +17,10 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from .. import _checks
-from .analytic import GET, TILE, _angles, _check_get, _fused, _jit, _kernel, _layer_table, _pad_rows, _prepare, _result
+from ..precision import enable_x64
+from . import precise
+from .analytic import _check_get, compute, kind_of, plan, prepare, result, schedule
+from .tiles import GET, TILE, _fused, _jit, _pad_rows
 
 __all__ = ["blocked_kernel", "sharded_kernel", "row_mesh"]
 
@@ -37,7 +40,7 @@ def blocked_kernel(arch, x1, x2=None, *, trained="hidden", all_depths=False, blo
       Kernel(nngp, ntk), each (n1, n2) or (L, n1, n2), NumPy arrays when to_host; or the
       one array named by `get`.
     """
-    arch, kind, trained, x1, x2 = _prepare(arch, x1, x2, trained)
+    arch, trained, x1, x2, all_depths = prepare(arch, x1, x2, trained, all_depths)
     picked = _check_get(get)
     block = _checks.positive_int("block", block)
     tile = _checks.positive_int("tile", tile)
@@ -49,9 +52,7 @@ def blocked_kernel(arch, x1, x2=None, *, trained="hidden", all_depths=False, blo
         b1 = b2 = min(block, n1)
     nb1, nb2 = -(-n1 // b1), -(-n2 // b2)
     xp, yp = _pad_rows(x1, nb1 * b1), _pad_rows(y, nb2 * b2)
-    table = _layer_table(arch, x1.dtype)
-    angles = _angles(arch, kind, trained, picked, x1.dtype, x1.shape[0] * y.shape[0], method=method,
-                     all_depths=all_depths, traced=_checks.traced(x1, y))
+    p = plan(arch, trained, picked, x1, x2, method=method, all_depths=all_depths)
     lead = (arch.depth,) if all_depths else ()
     dtype = np.dtype(x1.dtype)
     if to_host:
@@ -60,8 +61,7 @@ def blocked_kernel(arch, x1, x2=None, *, trained="hidden", all_depths=False, blo
         out = [jnp.zeros(lead + (n1, n2), dtype) for _ in picked]
 
     def call(a, b, sym):
-        return _kernel(a, b, table, angles, kind=kind, depth=arch.depth, trained=trained, all_depths=bool(all_depths),
-                       symmetric=sym, tile=tile, get=picked)
+        return compute(arch, trained, picked, a, None if sym else b, p, all_depths=all_depths, tile=tile)
 
     def put(k, i, j, vals):
         r0, c0 = i * b1, j * b2
@@ -84,7 +84,7 @@ def blocked_kernel(arch, x1, x2=None, *, trained="hidden", all_depths=False, blo
             _store(put, *pending, to_host)
         pending = (i, j, res)
     _store(put, *pending, to_host)
-    return _result(out, get)
+    return result(out, get)
 
 
 def _store(put, i, j, res, to_host):
@@ -101,20 +101,25 @@ def row_mesh(devices=None) -> Mesh:
 
 
 @_jit(("kind", "depth", "trained", "all_depths", "tile", "sharding", "n1", "get"))
-def _sharded(x1r, x2, table, angles, *, kind, depth, trained, all_depths, tile, sharding, n1, get=GET):
+def _sharded(x1r, x2, table, angles, band, *, kind, depth, trained, all_depths, tile, sharding, n1, get=GET):
     def rows(xb):
-        return _fused(xb, x2, table, angles, kind=kind, depth=depth, trained=trained, all_depths=all_depths,
+        return _fused(xb, x2, table, angles, band, kind=kind, depth=depth, trained=trained, all_depths=all_depths,
                       symmetric=False, tile=tile, get=get)
 
-    k = jax.vmap(rows)(x1r)  # (devices, [L,] rows per device, n2)
+    k = jax.vmap(rows)(x1r)  # (devices, [L,] rows per device, n2); with tables, then the row flags
+    if angles is not None:
+        *k, flags = k
+        return tuple(jax.lax.with_sharding_constraint(merge_rows(a, all_depths, n1), sharding) for a in k) + (
+            flags.reshape(-1)[:n1],)
+    return tuple(jax.lax.with_sharding_constraint(merge_rows(a, all_depths, n1), sharding) for a in k)
 
-    def merge(a):
-        if all_depths:  # (D, L, r, n2) -> (L, D * r, n2)
-            a = jnp.swapaxes(a, 0, 1)
-            return a.reshape((a.shape[0], -1, a.shape[-1]))[:, :n1]
-        return a.reshape((-1, a.shape[-1]))[:n1]
 
-    return tuple(jax.lax.with_sharding_constraint(merge(a), sharding) for a in k)
+def merge_rows(a, all_depths, n1):
+    """(devices, [L,] rows, n2) -> ([L,] n1, n2)."""
+    if all_depths:  # (D, L, r, n2) -> (L, D * r, n2)
+        a = jnp.swapaxes(a, 0, 1)
+        return a.reshape((a.shape[0], -1, a.shape[-1]))[:, :n1]
+    return a.reshape((-1, a.shape[-1]))[:n1]
 
 
 def sharded_kernel(arch, x1, x2=None, *, trained="hidden", all_depths=False, mesh: Mesh | None = None,
@@ -133,7 +138,7 @@ def sharded_kernel(arch, x1, x2=None, *, trained="hidden", all_depths=False, mes
       (replicated on CPU): pad x1 to a multiple of the device count to keep it split.
       With `get`, the one array it names.
     """
-    arch, kind, trained, x1, x2 = _prepare(arch, x1, x2, trained)
+    arch, trained, x1, x2, all_depths = prepare(arch, x1, x2, trained, all_depths)
     picked = _check_get(get)
     tile = _checks.positive_int("tile", tile)
     mesh = row_mesh() if mesh is None else mesh
@@ -141,15 +146,28 @@ def sharded_kernel(arch, x1, x2=None, *, trained="hidden", all_depths=False, mes
         raise TypeError(f"mesh must be a jax.sharding.Mesh, got {type(mesh).__name__}")
     axis = mesh.axis_names[0]
     ndev = mesh.shape[axis]
+    p = plan(arch, trained, picked, x1, x2, method=method, all_depths=all_depths)
+    if p.angles is None and jnp.dtype(p.dtype) != jnp.dtype(x1.dtype):
+        with enable_x64():  # float32 inputs without a table: the recursion in float64
+            outs = _run_sharded(arch, trained, picked, jnp.asarray(np.asarray(x1), jnp.float64),
+                                None if x2 is None else jnp.asarray(np.asarray(x2), jnp.float64), p, mesh, axis,
+                                ndev, all_depths, tile)
+            return result(tuple(o.astype(x1.dtype) for o in outs), get)
+    outs = _run_sharded(arch, trained, picked, x1, x2, p, mesh, axis, ndev, all_depths, tile)
+    if p.angles is not None:
+        *outs, flags = outs
+        outs = tuple(outs) if _checks.traced(x1, x2) else precise.refine(tuple(outs), flags, x1, x2, p.cubics)
+    return result(outs, get)
+
+
+def _run_sharded(arch, trained, picked, x1, x2, p, mesh, axis, ndev, all_depths, tile):
     y = x1 if x2 is None else x2
-    angles = _angles(arch, kind, trained, picked, x1.dtype, x1.shape[0] * y.shape[0], method=method,
-                     all_depths=all_depths, traced=_checks.traced(x1, y))
     n1 = x1.shape[0]
     per = -(-n1 // ndev)
     x1r = _pad_rows(x1, ndev * per).reshape((ndev, per, x1.shape[1]))
     x1r = jax.device_put(x1r, NamedSharding(mesh, PartitionSpec(axis)))
     y = jax.device_put(y, NamedSharding(mesh, PartitionSpec()))
     spec = PartitionSpec(None, axis, None) if all_depths else PartitionSpec(axis, None)
-    outs = _sharded(x1r, y, _layer_table(arch, x1.dtype), angles, kind=kind, depth=arch.depth, trained=trained,
-                    all_depths=bool(all_depths), tile=tile, sharding=NamedSharding(mesh, spec), n1=n1, get=picked)
-    return _result(outs, get)
+    return _sharded(x1r, y, schedule(arch, x1.dtype), p.angles, p.band, kind=kind_of(arch), depth=arch.depth,
+                    trained=trained, all_depths=bool(all_depths), tile=tile, sharding=NamedSharding(mesh, spec),
+                    n1=n1, get=picked)

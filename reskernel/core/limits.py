@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import _checks
+from . import engine
 from .analytic import Kernel, correlation_kernels, correlations
 from .arch import FeedForward, ResNet, check_arch
 
@@ -88,15 +89,18 @@ def depth_scaling(arch):
     return s, (math.exp(log_t) if log_t < big else math.inf)
 
 
-# --- arc-cosine maps in NumPy float64 (independent of reskernel.arccos, for the ODE) ---
+def _np_duals(rho):
+    """(k0, k1) in NumPy float64: the engine's ReLU duals at NumPy angles."""
+    r = np.clip(rho, -1.0, 1.0)
+    return engine.relu_duals(r, *engine.numpy_angle(r))
+
 
 def _np_k0(rho):
-    return (np.pi - np.arccos(np.clip(rho, -1.0, 1.0))) / np.pi
+    return _np_duals(rho)[0]
 
 
 def _np_k1(rho):
-    r = np.clip(rho, -1.0, 1.0)
-    return (np.sqrt(np.maximum((1 - r) * (1 + r), 0.0)) + (np.pi - np.arccos(r)) * r) / np.pi
+    return _np_duals(rho)[1]
 
 
 def resnet_ode(rho0, t_end: float = 1.0, *, rtol: float = 1e-12, atol: float = 1e-14) -> Kernel:
@@ -120,10 +124,10 @@ def resnet_ode(rho0, t_end: float = 1.0, *, rtol: float = 1e-12, atol: float = 1
     flat = rho0.ravel()
     n = flat.size
 
-    def rhs(tau, y):
-        rho, theta = y[:n], y[n:]
-        c0, c1 = _np_k0(rho), _np_k1(rho)
-        return np.concatenate([c1 - rho, theta * c0 + math.exp(tau) * (rho * c0 + c1)])
+    def rhs(tau, y):  # the residual branch of the engine, in continuous depth (q = Theta / e^tau)
+        rho = np.clip(y[:n], -1.0, 1.0)
+        d_rho, d_q = engine.resnet_branch(rho, y[n:], *engine.numpy_angle(rho))
+        return np.concatenate([d_rho, d_q])
 
     y0 = np.concatenate([flat, np.zeros(n)])
     if t_end == 0 or n == 0:
@@ -133,8 +137,9 @@ def resnet_ode(rho0, t_end: float = 1.0, *, rtol: float = 1e-12, atol: float = 1
         if not sol.success:
             raise RuntimeError(f"the gamma = 1/2 ODE failed: {sol.message}")
         y = sol.y[:, -1]
-    rho, theta = np.clip(y[:n], -1.0, 1.0), y[n:]
-    return Kernel(math.exp(t_end) * rho.reshape(rho0.shape), theta.reshape(rho0.shape))
+    rho, q = np.clip(y[:n], -1.0, 1.0), y[n:]
+    s = math.exp(t_end)
+    return Kernel(s * rho.reshape(rho0.shape), s * q.reshape(rho0.shape))
 
 
 def limit_correlation_kernels(arch, rho0) -> Kernel:
@@ -197,16 +202,9 @@ class DepthError(NamedTuple):
 
 @jax.jit
 def _normalized_resnet(rho0, a2, depth):
-    """rho_L and Theta_L / s_L for constant a^2 (no e^T overflow); depth is traced."""
-    from .arccos import k0, k1
-
-    def step(_, carry):
-        rho, q = carry
-        c0, c1 = k0(rho), k1(rho)
-        q = (q * (1 + a2 * c0) + a2 * (rho * c0 + c1)) / (1 + a2)
-        return (rho + a2 * c1) / (1 + a2), q
-
-    return jax.lax.fori_loop(0, depth, step, (rho0, jnp.zeros_like(rho0)))
+    """rho_L and Theta_L / s_L for constant a^2 (no e^T overflow: the engine's state is
+    normalized by s_l); depth is traced."""
+    return engine.run_state("resnet", rho0, a2 / (1 + a2), depth)
 
 
 def _default_rho0():

@@ -35,43 +35,13 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
-from .arccos import arccos
+from . import engine
 
-__all__ = ["TOL", "MAX_NODES", "angle_table", "evaluate"]
+__all__ = ["TOL", "MAX_NODES", "angle_table", "evaluate", "nodes_theta"]
 
 TOL = 1e-6           # interpolation error bound, relative to the kernel's largest value
 MAX_NODES = 8192     # largest table tried (the float64 build is ~2 MAX_NODES x depth layer steps)
 _FIRST_NODES = 256
-
-
-def _recursion64(kind, rho, layers, trained, all_depths=False):
-    """(nngp_n, ntk_n) in float64 at correlations rho (1-D), each (N,), or (L, N) for every
-    depth: analytic._stepper's recursion, in NumPy (no compilation; the library recursion is
-    float32 unless x64 is on). `layers`: analytic._layer_table(arch, float64)."""
-    every = trained == "all"
-    t = rho.copy() if every and kind == "resnet" else np.zeros_like(rho)
-    seen = []
-
-    def read(rho, t, growth):
-        nngp = rho if kind == "ffnet" else growth * rho
-        return nngp, (t + nngp if every else t)
-
-    for c, s, sc, move, s_new in layers:
-        theta = np.arccos(rho)
-        sine = np.sqrt(np.maximum((1.0 - rho) * (1.0 + rho), 0.0))
-        if kind == "ffnet":
-            t = (t + rho) * ((math.pi - theta) / math.pi)
-            rho = rho + (sine - theta * rho) / math.pi
-        else:
-            sup = math.pi - theta
-            t = t + c * sup * (t + s * rho) + sc * (sine + sup * rho)
-            rho = rho + move * (sine - theta * rho)
-        rho = np.clip(rho, -1.0, 1.0)
-        if all_depths:
-            seen.append(read(rho, t, s_new))
-    if all_depths:
-        return tuple(np.stack(v) for v in zip(*seen))
-    return read(rho, t, layers[-1, 4])
 
 
 def _start(u, size):
@@ -101,31 +71,31 @@ def _cubics(nodes):
 
 
 @functools.lru_cache(maxsize=64)
-def angle_table(kind, layers_key, trained, max_nodes=MAX_NODES, all_depths=False):
+def angle_table(kind, sched_key, trained, max_nodes=MAX_NODES, reads=None):
     """(2, 4, M) float64 cubic coefficients of (nngp_n, ntk_n) on the M intervals of
-    phi = sqrt(theta_0 / pi) in [0, 1] (nodes phi_k = k / M), or (2, L, 4, M) for every depth
-    1..L (one M for all, each depth checked against its own largest value); None when no
+    phi = sqrt(theta_0 / pi) in [0, 1] (nodes phi_k = k / M), or (2, R, 4, M) for the R depths
+    `reads` (one M for all, each depth checked against its own largest value); None when no
     M <= MAX_NODES reaches TOL.
 
     Args:
       kind: "ffnet" or "resnet".
-      layers_key: analytic._layer_table(arch, float64) as a tuple of row tuples (hashable,
-        for the cache).
+      sched_key: engine.schedule(arch) as a tuple of row tuples (hashable, for the cache).
       trained: "hidden" or "all".
       max_nodes: the largest M tried (at most MAX_NODES).
-      all_depths: tables of every depth (the nets truncated after l layers, as in
-        reskernel.kernel(..., all_depths=True)).
+      reads: None (the last depth), or a sorted tuple of depths 1..L: tables of the nets
+        truncated after those layers (all of 1..L: reskernel.kernel(..., all_depths=True)).
+    The values come from engine.run_numpy, the engine's recursion in NumPy float64.
     The search stops early when the error, falling 16x per doubling of M (a cubic's h^4),
     could not reach TOL by max_nodes.
     """
-    layers = np.asarray(layers_key, np.float64).reshape((-1, 5))
+    sched = np.asarray(sched_key, np.float64).reshape((-1, 2))
     max_nodes = min(max_nodes, MAX_NODES)
     m = _FIRST_NODES
     while m <= max_nodes:
         phi = np.arange(2 * m + 1) / (2 * m)          # nodes and midpoints
         rho = np.cos(math.pi * phi * phi)
         rho[0], rho[-1] = 1.0, -1.0
-        values = np.stack(_recursion64(kind, rho, layers, trained, all_depths))
+        values = np.stack(engine.run_numpy(kind, rho, sched, trained, reads))
         nodes, mids = values[..., 0::2], values[..., 1::2]
         cubics = _cubics(nodes)
         interp = np.einsum("...cm,c->...m", cubics, [1.0, 0.5, 0.25, 0.125])
@@ -139,20 +109,25 @@ def angle_table(kind, layers_key, trained, max_nodes=MAX_NODES, all_depths=False
     return None
 
 
-def evaluate(cubics, rho0):
-    """Interpolated kernel at correlations rho0 (any shape S, in [-1, 1]): shape S, or (L,) + S.
+def evaluate(cubics, theta0):
+    """Interpolated kernel at input angles theta0 in [0, pi] (any shape S): shape S, or (R,) + S.
 
-    cubics: (4, M), one kernel of angle_table, or (L, 4, M) for every depth, in rho0's
+    cubics: (4, M), one kernel of angle_table, or (R, 4, M) for several depths, in theta0's
     dtype. Four lookups in 1-D tables (one lookup of a row of 4 ran 6x slower on XLA:CPU);
-    every depth: the same interval and position, looked up in depth l's part of the tables.
+    several depths: the same interval and position, looked up in depth r's part of the tables.
     """
     m = cubics.shape[-1]
-    u = jnp.sqrt(arccos(rho0) * (1.0 / math.pi)) * m
+    u = jnp.sqrt(theta0 * (1.0 / math.pi)) * m
     k = jnp.clip(jnp.floor(u).astype(jnp.int32), 0, m - 1)
     t = u - k
-    if cubics.ndim == 3:  # (L, 4, M): index l M + k in the flattened depth-l rows
+    if cubics.ndim == 3:  # (R, 4, M): index r M + k in the flattened depth-r rows
         depths = cubics.shape[0]
-        k = jnp.arange(depths, dtype=jnp.int32).reshape((depths,) + (1,) * rho0.ndim) * m + k
+        k = jnp.arange(depths, dtype=jnp.int32).reshape((depths,) + (1,) * theta0.ndim) * m + k
         cubics = jnp.swapaxes(cubics, 0, 1).reshape((4, depths * m))
     c0, c1, c2, c3 = (jnp.take(cubics[j], k, mode="clip") for j in range(4))
     return ((c3 * t + c2) * t + c1) * t + c0
+
+
+def nodes_theta(m):
+    """The M + 1 node angles theta_k = pi (k / M)^2 of a table with M intervals."""
+    return math.pi * (np.arange(m + 1) / m) ** 2

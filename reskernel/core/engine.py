@@ -1,0 +1,135 @@
+"""The depth recursion engine: one definition of each layer map, and the drivers that run it.
+
+State of a pair of inputs after l layers, normalized (docs/conventions.md):
+  rho  the correlation of the pair's activations (the NNGP divided by the diagonal s_l);
+  q    the NTK divided by s_l (FFNet: s_l = 1, so q is the normalized NTK itself).
+The Gram-level kernels are K = |x| |x'| s_l rho and Theta = |x| |x'| s_l q (+ K when the
+readout is trained). Each map takes the state and the angle theta = arccos(rho) with its
+sine, which the caller computes with its backend (reskernel.arccos.angle_sine in JAX,
+NumPy's arccos on the host), so the same definition serves JAX and NumPy arrays, float32
+and float64, and scalars or arrays for the per-layer weight h.
+
+  FFNet layer:     rho <- k1(rho),  q <- (q + rho) k0(rho)
+  ResNet block:    (rho, q) <- (rho, q) + h * branch(rho, q),  h = a^2 / (1 + a^2)
+  branch:          (k1(rho) - rho,  (q + rho) k0(rho) + k1(rho) - q)
+The branch is also the right-hand side of the gamma = 1/2 depth limit (an ODE in
+tau = l / L, reskernel.limits). With pi k0 = pi - theta and pi (k1 - rho) = sin theta -
+theta rho, a layer costs one angle and sine plus ~10 multiplies and adds, no division;
+pi (k1 - rho) vanishes exactly at rho = 1, so identical inputs keep rho = 1 exactly.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["KINDS", "relu_duals", "ffnet_layer", "resnet_branch", "resnet_layer", "step", "initial", "read", "schedule",
+           "numpy_angle", "run_numpy", "run_state", "advance"]
+
+KINDS = ("ffnet", "resnet")
+PI = math.pi
+INV_PI = 1.0 / math.pi
+
+
+def relu_duals(rho, theta, sine):
+    """The ReLU's dual maps (k0, k1) at correlation rho with angle theta and its sine:
+    k0 = (pi - theta) / pi, k1 = (sin theta + (pi - theta) rho) / pi (reskernel.core.arccos)."""
+    sup = PI - theta
+    return sup * INV_PI, (sine + sup * rho) * INV_PI
+
+
+def ffnet_layer(rho, q, theta, sine):
+    """One FFNet layer (He scaling): (k1(rho), (q + rho) k0(rho))."""
+    return rho + (sine - theta * rho) * INV_PI, (q + rho) * ((PI - theta) * INV_PI)
+
+
+def resnet_branch(rho, q, theta, sine):
+    """d(rho, q)/dh of a residual block: (k1 - rho, (q + rho) k0 + k1 - q)."""
+    sup = PI - theta
+    return (sine - theta * rho) * INV_PI, (sup * (q + 2.0 * rho) + sine) * INV_PI - q
+
+
+def resnet_layer(rho, q, theta, sine, h):
+    """One residual block of branch scale a, h = a^2 / (1 + a^2) (a scalar or an array):
+    rho <- (rho + a^2 k1) / (1 + a^2), q <- (q (1 + a^2 k0) + a^2 (rho k0 + k1)) / (1 + a^2)."""
+    d_rho, d_q = resnet_branch(rho, q, theta, sine)
+    return rho + h * d_rho, q + h * d_q
+
+
+def step(kind, rho, q, theta, sine, h=None):
+    """The layer map of `kind` ("ffnet" or "resnet"; h is the ResNet block's weight)."""
+    if kind == "ffnet":
+        return ffnet_layer(rho, q, theta, sine)
+    return resnet_layer(rho, q, theta, sine, h)
+
+
+def initial(kind, rho0, trained):
+    """(rho, q) before the first layer. trained="all" for a ResNet: the embedding's NTK term
+    rho0 prod_l (1 + a_l^2 k0) / s_L obeys q's own homogeneous update, so it rides in q from q_0 = rho0."""
+    every = trained == "all" and kind == "resnet"
+    return rho0, (rho0 if every else 0.0 * rho0)
+
+
+def read(kind, rho, q, s, trained):
+    """(nngp, ntk) normalized by |x| |x'| from the state after a layer with diagonal growth s."""
+    nngp = rho if kind == "ffnet" else s * rho
+    ntk = q if kind == "ffnet" else s * q
+    return nngp, (ntk + nngp if trained == "all" else ntk)
+
+
+def schedule(arch) -> np.ndarray:
+    """(depth, 2) float64 rows (h_l, s_l): the block weight h_l = a_l^2 / (1 + a_l^2) and the
+    diagonal growth s_l = prod_{i <= l} (1 + a_i^2) after layer l (FFNet: h = 0, s = 1)."""
+    from .arch import FeedForward
+
+    if isinstance(arch, FeedForward):
+        return np.stack([np.zeros(arch.depth), np.ones(arch.depth)], axis=1)
+    a2 = np.asarray(arch.branch_scales, np.float64) ** 2
+    return np.stack([a2 / (1.0 + a2), np.cumprod(1.0 + a2)], axis=1)
+
+
+def numpy_angle(rho):
+    """(theta, sin theta) of correlations in NumPy (the host backend of the maps)."""
+    return np.arccos(rho), np.sqrt(np.maximum((1.0 - rho) * (1.0 + rho), 0.0))
+
+
+def advance(kind, state, h, count):
+    """JAX: the state (rho, q) after `count` more layers (may be traced) of constant weight h
+    (a scalar, or an array of rho's shape: XLA:CPU runs a loop body reading a loop-varying
+    scalar 3-5x slower than one reading arrays), one fori_loop."""
+    import jax
+
+    from .arccos import angle_sine
+
+    def body(_, st):
+        rho, q = st
+        return step(kind, rho, q, *angle_sine(rho), h)
+
+    return jax.lax.fori_loop(0, count, body, state)
+
+
+def run_state(kind, rho0, h, count, trained="hidden"):
+    """JAX: the raw state (rho, q) after `count` layers of constant weight h from rho0; for the
+    depth families (each depth its own branch scale) and the infinite-depth limits."""
+    rho, q = initial(kind, rho0, trained)
+    return advance(kind, (rho, q + 0.0 * rho), h, count)
+
+
+def run_numpy(kind, rho0, sched, trained, reads=None):
+    """The recursion in NumPy float64 on correlations rho0 (any shape S), no compilation.
+
+    sched: schedule(arch) rows (L, 2). reads: None for (nngp, ntk) after the last layer,
+    each of shape S; or a sorted sequence of depths in 1..L for arrays (len(reads),) + S.
+    """
+    rho, q = initial(kind, np.array(rho0, np.float64), trained)
+    q = np.asarray(q, np.float64) + np.zeros_like(rho)
+    wanted = None if reads is None else set(int(r) for r in reads)
+    seen = []
+    for depth, (h, s) in enumerate(sched, start=1):
+        rho, q = step(kind, rho, q, *numpy_angle(rho), h)
+        rho = np.clip(rho, -1.0, 1.0)
+        if wanted is not None and depth in wanted:
+            seen.append(read(kind, rho, q, s, trained))
+    if reads is None:
+        return read(kind, rho, q, sched[-1, 1], trained)
+    return tuple(np.stack(v) for v in zip(*seen))
