@@ -23,11 +23,18 @@ SHARED = Path(os.environ.get("RESKERNEL_DATA") or Path(__file__).resolve().paren
 MNIST_TEST_IMAGES = "t10k-images-idx3-ubyte.gz"
 
 
+@pytest.fixture(scope="module")
+def user_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("user-cache")
+
+
 @pytest.fixture(autouse=True)
-def shared_data(monkeypatch):
-    """RESKERNEL_DATA -> ../shared/data, and any download attempt fails loudly and is recorded."""
+def shared_data(monkeypatch, user_cache):
+    """RESKERNEL_DATA -> ../shared/data, a user cache of this module's own (for the record of
+    verified files), and any download attempt fails loudly and is recorded."""
     assert (SHARED / "mnist" / MNIST_TEST_IMAGES).is_file(), f"shared data not found at {SHARED}"
     monkeypatch.setenv("RESKERNEL_DATA", str(SHARED))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(user_cache))
     calls = []
 
     def offline(url, output_file, pooch):
@@ -203,12 +210,22 @@ def _copy_mnist(tmp_path):
     return tmp_path / "mnist"
 
 
+def _declare(root):
+    """Write root/MD5SUMS: the shared files' checksums, then those of every file now under root.
+    The files these tests damage on purpose are then declared good, so the loaders get past
+    the checksum (tests/test_checksums.py) to the structural checks tested here."""
+    lines = [f"{hashlib.md5(p.read_bytes()).hexdigest()}  {p.relative_to(root).as_posix()}\n"
+             for p in sorted(root.rglob("*")) if p.is_file() and p.name != "MD5SUMS"]
+    (root / "MD5SUMS").write_text((SHARED / "MD5SUMS").read_text() + "".join(lines))
+
+
 def test_truncated_mnist_file_names_the_file(tmp_path):
     folder = _copy_mnist(tmp_path)
     path = folder / "train-images-idx3-ubyte.gz"
     blob = path.read_bytes()
     path.write_bytes(blob[: len(blob) // 2])
-    with pytest.raises(ValueError, match="train-images-idx3-ubyte.gz.*truncated or corrupt"):
+    _declare(tmp_path)
+    with pytest.raises(ValueError, match="train-images-idx3-ubyte.gz: cannot decompress.*truncated or corrupt"):
         data.load_mnist("train", tmp_path)
 
 
@@ -218,14 +235,17 @@ def test_idx_payload_must_match_header(tmp_path):
     raw = gzip.decompress(path.read_bytes())
     # A well-formed gzip whose payload is one label short of its header count.
     path.write_bytes(gzip.compress(raw[:-1]))
+    _declare(tmp_path)
     with pytest.raises(ValueError, match=r"train-labels.*\(3678,\).*3677 data bytes"):
         data.load_mnist("train", tmp_path)
     # Header rewritten to claim more images than the payload holds.
     path.write_bytes(gzip.compress(raw[:4] + (3679).to_bytes(4, "big") + raw[8:]))
+    _declare(tmp_path)
     with pytest.raises(ValueError, match="train-labels.*header"):
         data.load_mnist("train", tmp_path)
     # Labels file given where images are expected: wrong magic number.
     shutil.copyfile(folder / "t10k-labels-idx1-ubyte.gz", folder / MNIST_TEST_IMAGES)
+    _declare(tmp_path)
     with pytest.raises(ValueError, match="t10k-images.*magic number 0x00000801, expected 0x00000803"):
         data.load_mnist("test", tmp_path)
 
@@ -235,9 +255,11 @@ def test_truncated_or_foreign_cifar_batch(tmp_path):
     shutil.copytree(SHARED / "cifar-10-batches-py", folder)
     blob = (folder / "test_batch").read_bytes()
     (folder / "test_batch").write_bytes(blob[: len(blob) - 5000])
-    with pytest.raises(ValueError, match="test_batch.*truncated, corrupt"):
+    _declare(tmp_path)
+    with pytest.raises(ValueError, match="test_batch: not a readable CIFAR-10 batch.*truncated, corrupt"):
         data.load_cifar10("test", tmp_path)
     (folder / "test_batch").write_bytes(pickle.dumps({b"data": np.zeros((3, 3072), np.float32), b"labels": [0] * 3}))
+    _declare(tmp_path)
     with pytest.raises(ValueError, match="test_batch.*uint8"):
         data.load_cifar10("test", tmp_path)
 
@@ -245,6 +267,7 @@ def test_truncated_or_foreign_cifar_batch(tmp_path):
         def __reduce__(self):
             return (print, ("pwned",))
     (folder / "test_batch").write_bytes(pickle.dumps({b"data": Payload()}, protocol=2))
+    _declare(tmp_path)
     with pytest.raises(ValueError, match=r"test_batch.*print is not allowed"):
         data.load_cifar10("test", tmp_path)
 
@@ -301,7 +324,10 @@ def test_cifar_from_tarball_present_or_downloaded(tmp_path, monkeypatch):
     local = tmp_path / "given"
     local.mkdir()
     _tarball(local / "cifar-10-python.tar.gz", ["test_batch", "batches.meta"])
-    got = data.load_cifar10("test", local, download=False)  # present: used without a hash check
+    with pytest.raises(ValueError, match=r"cifar-10-python.tar.gz: MD5 checksum mismatch: expected c58f3010"):
+        data.load_cifar10("test", local, download=False)  # present, but neither official nor declared
+    _declare(local)
+    got = data.load_cifar10("test", local, download=False)  # declared in local/MD5SUMS: used
     np.testing.assert_array_equal(got[0], expected[0])
     np.testing.assert_array_equal(got[1], expected[1])
     assert (local / "cifar-10-batches-py" / "test_batch").is_file()
@@ -317,6 +343,8 @@ def test_cifar_from_tarball_present_or_downloaded(tmp_path, monkeypatch):
     # ... and is accepted once its own MD5 is the expected one.
     md5 = hashlib.md5(served.read_bytes()).hexdigest()
     monkeypatch.setattr(_fetch, "CIFAR10_REMOTE", _fetch.Remote(served.name, md5, _fetch.CIFAR10_REMOTE.urls))
+    (tmp_path / "fresh").mkdir(exist_ok=True)
+    _declare(tmp_path / "fresh")  # the extracted batch is the shared partial one
     got = data.load_cifar10("test", tmp_path / "fresh")
     np.testing.assert_array_equal(got[0], expected[0])
 
@@ -326,5 +354,19 @@ def test_corrupt_tarball_names_the_file(tmp_path):
     with tarfile.open(fileobj=blob, mode="w:gz") as tar:
         tar.add(SHARED / "cifar-10-batches-py" / "test_batch", arcname="cifar-10-batches-py/test_batch")
     (tmp_path / "cifar-10-python.tar.gz").write_bytes(blob.getvalue()[:100_000])
-    with pytest.raises(ValueError, match="cifar-10-python.tar.gz.*truncated or corrupt"):
+    _declare(tmp_path)
+    with pytest.raises(ValueError, match="cifar-10-python.tar.gz: cannot read.*truncated or corrupt"):
         data.load_cifar10("test", tmp_path, download=False)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: data.load_mnist("test", download="no"),
+    lambda: data.load_cifar10("test", download=1),
+    lambda: data.two_class("cifar2", n_train=10, n_test=10, balanced="no"),
+    lambda: data.two_class("cifar2", n_train=10, n_test=10, sphere=None),
+    lambda: data.preprocess(np.ones((2, 4, 4), np.uint8), center="False"),
+])
+def test_flags_must_be_booleans(call):
+    # "no" and "False" are truthy: taken as given they would switch the option on.
+    with pytest.raises(TypeError, match="must be True or False"):
+        call()

@@ -105,3 +105,76 @@ def test_error_shrinks_like_one_over_sqrt_width(x64, arch):
     ratio = rms[0] / rms[1]
     # 40 seeds x 16 entries: the RMS estimates carry ~10-15% noise each
     assert 2.8 < ratio < 5.7, ratio
+
+
+# ---- parameters are checked against the network before any kernel is computed
+
+def _net_params(arch=rk.FeedForward(3), width=8, d=4):
+    net = rk.network(arch, width)
+    return net, net.init(jax.random.PRNGKey(0), d, dtype=jnp.float32)
+
+
+@pytest.mark.parametrize("method", rk.empirical.METHODS)
+def test_int_readout_is_refused(method):
+    # Before: the inputs were cast to the readout's int32 and the kernel came out ~60% off.
+    net, params = _net_params()
+    bad = {**params, "readout": params["readout"].astype(jnp.int32)}
+    with pytest.raises(TypeError, match=r"params\['readout'\] has dtype int32; parameters must be float32 or float64"):
+        rk.empirical_kernel(net, bad, _x(3, 4, 0), method=method)
+
+
+@pytest.mark.parametrize("method", rk.empirical.METHODS)
+def test_params_of_a_deeper_net_are_refused(method):
+    # Before: method="jacobian" silently returned the depth-4 net's kernel.
+    net, _ = _net_params(rk.FeedForward(3))
+    _, deeper = _net_params(rk.FeedForward(4))
+    with pytest.raises(ValueError, match=r"params\['hidden'\] has shape \(3, 8, 8\), expected \(2, 8, 8\) for a "
+                                         r"FeedForward\(depth=3\) of width 8.*depth-4 net, this one has depth 3"):
+        rk.empirical_kernel(net, deeper, _x(3, 4, 0), method=method)
+    res, _ = _net_params(rk.ResNet(2))
+    _, res3 = _net_params(rk.ResNet(3))
+    with pytest.raises(ValueError, match=r"params\['W'\] has shape \(3, 8, 8\), expected \(2, 8, 8\)"):
+        rk.empirical_kernel(res, res3, _x(3, 4, 0), method=method)
+
+
+@pytest.mark.parametrize("method", rk.empirical.METHODS)
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_nonfinite_params_are_refused(method, value):
+    # Before: NaN kernels.
+    net, params = _net_params(rk.ResNet(2))
+    bad = {**params, "V": params["V"].at[1, 2, 3].set(value)}
+    with pytest.raises(ValueError, match=r"params\['V'\] has 1 non-finite entries \(nan or inf\) of 128"):
+        rk.empirical_kernel(net, bad, _x(3, 4, 0), method=method)
+
+
+@pytest.mark.parametrize("edit, exc, match", [
+    (lambda p: {k: v for k, v in p.items() if k != "hidden"}, ValueError, r"keys \['input', 'hidden', 'readout'\]; missing \['hidden'\]"),
+    (lambda p: {**p, "embed": p["input"]}, ValueError, r"unexpected \['embed'\]"),
+    (lambda p: [p["input"], p["hidden"], p["readout"]], TypeError, "params must be the dict made by net.init"),
+    (lambda p: {**p, "readout": p["readout"].tolist()}, TypeError, r"params\['readout'\] must be an array of shape \(8,\)"),
+    (lambda p: {**p, "readout": p["readout"][:7]}, ValueError, r"params\['readout'\] has shape \(7,\), expected \(8,\)"),
+    (lambda p: {**p, "input": p["input"][:, :3]}, ValueError, "expect inputs of dimension 3, got inputs of dimension 4"),
+    (lambda p: {**p, "hidden": p["hidden"].astype(jnp.float16)}, TypeError, r"params\['hidden'\] has dtype float16"),
+    (lambda p: {**p, "input": np.asarray(p["input"], np.float64)}, TypeError,
+     "params mix dtypes .input float64, hidden float32, readout float32."),
+])
+def test_bad_params_structure_shapes_dtypes(edit, exc, match):
+    net, params = _net_params()
+    with pytest.raises(exc, match=match):
+        rk.empirical_kernel(net, edit(params), _x(3, 4, 0))
+
+
+def test_params_checked_under_jit_and_vmap():
+    net, params = _net_params()
+    x = _x(3, 4, 0).astype(np.float32)
+    # Traced params: shapes and dtypes are checked at trace time, values are not (unknown).
+    out = jax.jit(net.apply)(params, x)
+    assert_close(out, net.apply(params, x))
+    _, deeper = _net_params(rk.FeedForward(4))
+    with pytest.raises(ValueError, match="depth-4 net"):
+        jax.jit(net.apply)(deeper, x)
+    keys = jax.random.split(jax.random.PRNGKey(1), 2)
+    stacked = jax.vmap(lambda k: net.init(k, 4, dtype=jnp.float32))(keys)
+    assert jax.vmap(lambda p: net.apply(p, x))(stacked).shape == (2, 3)
+    with pytest.raises(ValueError, match=r"params\['input'\] has shape \(2, 8, 4\), expected \(8, 4\)"):
+        net.apply(stacked, x)  # a stack of nets is not one net: vmap over it

@@ -86,3 +86,41 @@ def test_bad_network_and_empirical():
         rk.empirical_kernel(net, params, np.zeros((2, 3)))
     with pytest.raises(ValueError, match="d_in must be >= 1"):
         net.init(jax.random.PRNGKey(0), 0)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_inputs_are_refused(dtype):
+    import jax.numpy as jnp
+
+    x = jnp.asarray(X, dtype=dtype)
+    with pytest.raises(TypeError, match=f"x1 has dtype {dtype}; reskernel computes in float32 or float64"):
+        rk.kernel(rk.FeedForward(2), x)
+    with pytest.raises(TypeError, match=f"x2 has dtype {dtype}"):
+        rk.kernel(rk.FeedForward(2), X, np.asarray(x))
+    net = rk.network(rk.FeedForward(2), 4)
+    with pytest.raises(TypeError, match=f"x1 has dtype {dtype}"):
+        rk.empirical_kernel(net, net.init(jax.random.PRNGKey(0), 3), x)
+
+
+@pytest.mark.parametrize("x1", [[[1.0, 2.0], [3.0]], [[1.0, 2.0], [3.0, [4.0]]], [[1.0], 2.0]])
+def test_ragged_inputs_are_refused(x1):
+    with pytest.raises(ValueError, match="x1 is ragged"):
+        rk.kernel(rk.FeedForward(2), x1)
+
+
+@pytest.mark.parametrize("x1, match", [
+    (np.array([["a", "b"]]), "x1 must be an array of real numbers, got dtype <U1"),
+    (np.array([[None, 1.0]]), "x1 must be an array of real numbers, got dtype object"),
+    (np.ones((2, 3), np.longdouble), "x1 has dtype float128"),
+])
+def test_non_numeric_inputs_are_refused(x1, match):
+    if x1.dtype == np.longdouble and np.dtype(np.longdouble).itemsize == 8:
+        pytest.skip("long double is float64 on this platform")
+    with pytest.raises(TypeError, match=match):
+        rk.kernel(rk.FeedForward(2), x1)
+
+
+def test_empirical_method_must_be_a_name():
+    net = rk.network(rk.FeedForward(2), 4)
+    with pytest.raises(ValueError, match="method must be one of"):
+        rk.empirical_kernel(net, net.init(jax.random.PRNGKey(0), 3), X, method=np.array(["jacobian"]))

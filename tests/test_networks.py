@@ -3,6 +3,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import reskernel as rk
 from conftest import assert_close
@@ -58,3 +59,32 @@ def test_jit_and_output_scale():
     var = float(jnp.var(outs))
     # var of the sample variance of 400 near-Gaussian draws: sqrt(2/400) ~ 7%
     assert abs(var - 1.0) < 4 * math.sqrt(2 / 400)
+
+
+def test_apply_features_forward_check_params_and_inputs():
+    net = rk.network(rk.ResNet(2), 6)
+    params = net.init(jax.random.PRNGKey(0), 3, dtype=jnp.float32)
+    x = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+    nan = {**params, "W": params["W"].at[0, 0, 0].set(np.nan)}
+    for call in (net.apply, net.features, net.forward):
+        with pytest.raises(ValueError, match=r"params\['W'\] has 1 non-finite entries"):
+            call(nan, x)  # before: NaN outputs
+        with pytest.raises(TypeError, match="x has dtype float16"):
+            call(params, x.astype(np.float16))
+        with pytest.raises(ValueError, match="x has non-finite"):
+            call(params, np.where(x > 1, np.inf, x))
+    with pytest.raises(ValueError, match="x is ragged"):
+        net.apply(params, [[1.0, 2.0, 3.0], [1.0, 2.0]])
+    with pytest.raises(TypeError, match="perturb must be None or a dict"):
+        net.forward(params, x, perturb=1.0)
+    assert net.forward(params, x).out.shape == (4,)
+    assert net.apply(params, [1, 2, 3]).shape == ()  # ints are cast to the params' dtype
+    with pytest.raises(TypeError, match="dtype must be float32 or float64, got int32"):
+        net.init(jax.random.PRNGKey(0), 3, dtype=jnp.int32)
+    with pytest.raises(TypeError, match="dtype must be float32 or float64, got bfloat16"):
+        net.init(jax.random.PRNGKey(0), 3, dtype=jnp.bfloat16)
+    assert net.param_shapes(3) == {k: v.shape for k, v in params.items()}
+    with pytest.raises(ValueError, match="width must be >= 1"):
+        rk.Network(rk.FeedForward(2), 0)  # the dataclass checks too, not only rk.network
+    with pytest.raises(TypeError, match="arch must be"):
+        rk.Network("resnet", 4)

@@ -7,7 +7,9 @@ subsets preprocessed for kernel regression.
 
 Files are read from the data directory (the data_dir argument, else
 $RESKERNEL_DATA, else pooch.os_cache("reskernel")); missing ones are downloaded
-from the official locations and MD5-verified.
+from the official locations. Every file is MD5-verified the first time it is
+used (the official hash, or the one listed in <data_dir>/MD5SUMS for partial
+files), and a corrupt one is an error naming it.
 """
 from ._cifar import CIFAR10_CLASSES, load_cifar10, read_cifar_batch
 from ._fetch import ENV_VAR, resolve_data_dir

@@ -19,7 +19,8 @@ from typing import Tuple
 
 import numpy as np
 
-from . import _fetch
+from .. import _checks
+from . import _fetch, _verify
 
 __all__ = ["load_cifar10", "read_cifar_batch", "CIFAR10_CLASSES", "CIFAR10_FILES"]
 
@@ -117,7 +118,9 @@ def load_cifar10(split: str, data_dir=None, *, download: bool = True) -> Tuple[n
     Reads <data_dir>/cifar-10-batches-py/{data_batch_1..5 | test_batch}. If a
     batch is missing, it is extracted from <data_dir>/cifar-10-python.tar.gz,
     which is first downloaded from www.cs.toronto.edu (MD5-verified) when absent
-    and `download` is true; the tarball is kept as the cache.
+    and `download` is true; the tarball is kept as the cache. Every file used is
+    checked against its official MD5 (or the one listed in <data_dir>/MD5SUMS)
+    the first time; a mismatch is a ValueError naming the file.
 
     Args:
       split: "train" or "test".
@@ -129,6 +132,7 @@ def load_cifar10(split: str, data_dir=None, *, download: bool = True) -> Tuple[n
     """
     if split not in CIFAR10_FILES:
         raise ValueError(f"split must be one of {tuple(CIFAR10_FILES)}, got {split!r}")
+    download = _checks.boolean("download", download)
     where, source = _fetch.locate(data_dir)
     folder = where / FOLDER
     names = CIFAR10_FILES[split]
@@ -138,5 +142,5 @@ def load_cifar10(split: str, data_dir=None, *, download: bool = True) -> Tuple[n
         what = f"CIFAR-10 batch {FOLDER}/{absent[0]} (and the tarball {remote.fname} it can be extracted from)"
         tar_path = _fetch.fetch(remote, where, what=what, where=where, source=source, download=download)
         _extract(tar_path, folder, names)
-    parts = [read_cifar_batch(folder / n) for n in names]
+    parts = [read_cifar_batch(_verify.check(folder / n, where)) for n in names]
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])

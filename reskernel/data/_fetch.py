@@ -9,11 +9,12 @@ environment variable RESKERNEL_DATA, then a per-user cache folder
     cifar-10-batches-py/data_batch_1 .. data_batch_5, test_batch
     cifar-10-python.tar.gz            (only if downloaded, or given instead of the batches)
 
-Files already present are trusted to be what they claim and are checked
-structurally by the readers (headers, sizes), never against the official
-hashes: a folder of partial files with rewritten headers is legitimate. A
-missing file is downloaded with pooch, which verifies the official MD5 before
-moving the file into place.
+A file already present is checked against its MD5 the first time it is used
+(reskernel.data._verify): the official one, or the one listed for it in
+<data directory>/MD5SUMS, so a folder of partial files with rewritten headers
+declares its own; a corrupt file is an error naming it, never silently loaded.
+A missing file is downloaded with pooch, which verifies the official MD5 before
+moving the file into place. The readers then check the structure (headers, sizes).
 """
 from __future__ import annotations
 
@@ -101,24 +102,27 @@ def missing_message(what: str, where: Path, source: str, remote: Remote, failure
 
 
 def fetch(remote: Remote, folder: Path, *, what: str, where: Path, source: str, download: bool) -> Path:
-    """folder/remote.fname, downloaded and MD5-verified first if it is not there.
+    """folder/remote.fname (inside the data directory `where`), MD5-verified; downloaded first if absent.
 
     Raises FileNotFoundError (naming `what`, `where` and how to set RESKERNEL_DATA)
-    when the file is absent and cannot be downloaded, and ValueError when every
-    download came back with a checksum other than the official one (nothing is
-    cached then).
+    when the file is absent and cannot be downloaded, and ValueError when a present
+    file fails its checksum (see _verify.check) or every download came back with a
+    checksum other than the official one (nothing is cached then).
     """
+    from . import _verify  # here, not at the top: _verify reads the hashes defined in this module
+
     path = folder / remote.fname
     if path.is_file():
-        return path
+        return _verify.check(path, where)
     if not download:
         raise FileNotFoundError(missing_message(what, where, source, remote))
     failures, mismatches = [], []
     for url in remote.urls:
         try:
-            out = pooch.retrieve(url, known_hash="md5:" + remote.md5, fname=remote.fname, path=folder,
-                                 downloader=_DOWNLOADER, progressbar=_DOWNLOADER is None)
-            return Path(out)
+            out = Path(pooch.retrieve(url, known_hash="md5:" + remote.md5, fname=remote.fname, path=folder,
+                                      downloader=_DOWNLOADER, progressbar=_DOWNLOADER is None))
+            _verify.remember(out, remote.md5)  # pooch has just hashed it
+            return out
         except ValueError as e:  # pooch: hash of the downloaded file does not match
             (mismatches if "hash" in str(e).lower() else failures).append(f"{url}: {e}")
         except Exception as e:  # network, HTTP status, permissions: try the next mirror

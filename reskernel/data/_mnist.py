@@ -16,6 +16,7 @@ from typing import Tuple
 
 import numpy as np
 
+from .. import _checks
 from . import _fetch
 
 __all__ = ["load_mnist", "read_idx", "MNIST_FILES"]
@@ -64,12 +65,15 @@ def load_mnist(split: str, data_dir=None, *, download: bool = True) -> Tuple[np.
       data_dir: folder holding mnist/<official .gz names>; default $RESKERNEL_DATA,
         then pooch.os_cache("reskernel").
       download: fetch missing files from the official mirrors (MD5-verified).
+        Files present are checked against their official MD5 (or the one listed
+        in <data_dir>/MD5SUMS) the first time; a mismatch is a ValueError.
     Returns:
       images: uint8 (n, 28, 28); labels: int64 (n,) in 0..9. n is whatever the
       file headers say (60,000 / 10,000 for the official files).
     """
     if split not in MNIST_FILES:
         raise ValueError(f"split must be one of {tuple(MNIST_FILES)}, got {split!r}")
+    download = _checks.boolean("download", download)
     where, source = _fetch.locate(data_dir)
     paths = [
         _fetch.fetch(_fetch.MNIST_REMOTES[name], where / "mnist", what=f"MNIST file mnist/{name}",

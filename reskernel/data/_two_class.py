@@ -7,6 +7,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from .. import _checks
 from . import _fetch
 from ._cifar import CIFAR10_CLASSES, load_cifar10
 from ._mnist import load_mnist
@@ -79,6 +80,7 @@ def preprocess(images, *, center: bool = True, sphere: bool = True, dtype=np.flo
     Raises ValueError for an image that cannot be normalized (constant when
     centered, all zero otherwise).
     """
+    center, sphere = _checks.boolean("center", center), _checks.boolean("sphere", sphere)
     images = np.asarray(images)
     if images.ndim < 2:
         raise ValueError(f"images must have shape (n, ...) with at least 2 dimensions, got {images.shape}")
@@ -197,6 +199,9 @@ def two_class(dataset: str, classes=None, n_train: Optional[int] = None, n_test:
     if dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
     pair = _classes(dataset, classes)
+    balanced = _checks.boolean("balanced", balanced)
+    for name, flag in (("center", center), ("sphere", sphere), ("download", download)):
+        _checks.boolean(name, flag)
     n_train, n_test = _count("n_train", n_train), _count("n_test", n_test)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed must be an int >= 0, got {seed!r}")

@@ -129,27 +129,27 @@ def empirical_kernel(net: Network, params, x1, x2=None, *, trained="hidden", met
 
     Args:
       net: a reskernel.network(arch, width).
-      params: that network's parameters (net.init).
+      params: that network's parameters (net.init): checked first against `net` (keys,
+        shapes, one float32/float64 dtype, finite values), ValueError/TypeError otherwise.
       x1: (n1, d) inputs; x2: (n2, d) or None for x1.
       trained: "hidden" (the analytic default) or "all", as in reskernel.kernel.
       method: "structured" (no Jacobians formed) or "jacobian".
       batch_size: rows per block; memory ~ batch_size * width * depth per block.
     Returns:
-      Kernel(nngp, ntk), each (n1, n2), in params' dtype. Their expectation over
+      Kernel(nngp, ntk), each (n1, n2), in params' dtype (the inputs are cast to it). Their expectation over
       initializations is the analytic kernel of the same `trained` choice.
     """
     if not isinstance(net, Network):
         raise TypeError(f"net must be made by reskernel.network, got {type(net).__name__}")
     trained = check_trained(trained)
-    if method not in METHODS:
+    if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     batch_size = _checks.positive_int("batch_size", batch_size)
     x1, x2 = _checks.inputs(x1, x2)
-    net._check_params(params, x1.shape[1])
+    dtype = net._check_params(params, x1.shape[1])
     groups = param_groups(net.arch, trained)
     b1 = _blocks(x1, batch_size)
     b2 = b1 if x2 is None else _blocks(x2, batch_size)
-    dtype = params["readout"].dtype
 
     if method == "structured":
         body = tuple(g for g in groups if g != "readout")
