@@ -51,3 +51,21 @@ def gram(pair_fn, x1, x2, *args, **kw):
         for j in range(n2):
             nngp[i, j], ntk[i, j] = pair_fn(np.asarray(x1[i], float), np.asarray(x2[j], float), *args, **kw)
     return nngp, ntk
+
+
+def ffnet_pair_mp(x, y, depth, trained="hidden", dps=40):
+    """(nngp, ntk) of FeedForward(depth) for one pair in mpmath at `dps` digits: the same
+    recursion as `ffnet_pair`, exact to far below float64 rounding even at tiny angles."""
+    import mpmath
+
+    with mpmath.workdps(dps):
+        x = [mpmath.mpf(float(v)) for v in x]
+        y = [mpmath.mpf(float(v)) for v in y]
+        kxx, kyy, kxy = (mpmath.fsum(a * b for a, b in zip(p, q)) for p, q in ((x, x), (y, y), (x, y)))
+        scale, theta = mpmath.sqrt(kxx * kyy), mpmath.mpf(0)
+        for _ in range(depth):
+            rho = kxy / scale
+            angle = mpmath.acos(rho)
+            theta = (theta + kxy) * (mpmath.pi - angle) / mpmath.pi
+            kxy = scale * (mpmath.sqrt(1 - rho * rho) + (mpmath.pi - angle) * rho) / mpmath.pi
+        return float(kxy), float(theta + (kxy if trained == "all" else 0))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["k0", "k1", "arccos", "angle_sine"]
+__all__ = ["k0", "k1", "arccos", "angle_sine", "angle_sine_complement"]
 
 # asin(s) = s + s z P(z), z = s^2, s in [0, 1/2]: least-squares Chebyshev fits of
 # (asin(s)/s - 1)/z on z in [0, 1/4] (fit in float64 against the Taylor series).
@@ -77,6 +77,33 @@ def _angle_sine_jvp(primals, tangents):
     theta, sine = angle_sine(rho)
     inv = jnp.where(sine > 0, 1.0 / jnp.where(sine > 0, sine, 1.0), 0.0)
     return (theta, sine), (-inv * t, -rho * inv * t)
+
+
+@jax.custom_jvp
+def angle_sine_complement(u):
+    """(theta, sin theta) of the correlation rho = 1 - u, u in [0, 2], from u itself: near
+    rho = 1 (u small, theta = 2 asin sqrt(u / 2)) the angle keeps the relative accuracy of u,
+    which 1 - u would lose (the FFNet recursion carries u; reskernel.core.engine). One square
+    root and one polynomial for the angle, one square root for the sine, as `angle_sine`.
+    Derivatives: dtheta/du = 1 / sin theta, dsin/du = (1 - u) / sin theta, 0 where sin theta = 0.
+    """
+    rho = 1.0 - u
+    a = jnp.abs(rho)
+    near = u < 0.5                                   # rho > 1/2: the small angle from u
+    small = ~near & (a <= 0.5)
+    s = jnp.where(small, a, jnp.sqrt(jnp.maximum(jnp.where(near, u, 1.0 - a), 0.0) * 0.5))
+    r = _asin_reduced(s)
+    acos_abs = jnp.where(small, jnp.asarray(jnp.pi / 2, u.dtype) - r, 2.0 * r)
+    theta = jnp.where(rho < 0, jnp.asarray(jnp.pi, u.dtype) - acos_abs, acos_abs)
+    return theta, jnp.sqrt(jnp.maximum(u * (2.0 - u), 0.0))
+
+
+@angle_sine_complement.defjvp
+def _angle_sine_complement_jvp(primals, tangents):
+    (u,), (t,) = primals, tangents
+    theta, sine = angle_sine_complement(u)
+    inv = jnp.where(sine > 0, 1.0 / jnp.where(sine > 0, sine, 1.0), 0.0)
+    return (theta, sine), (inv * t, (1.0 - u) * inv * t)
 
 
 def arccos(x):

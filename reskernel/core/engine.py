@@ -1,15 +1,20 @@
 """The depth recursion engine: one definition of each layer map, and the drivers that run it.
 
-State of a pair of inputs after l layers, normalized (docs/conventions.md):
-  rho  the correlation of the pair's activations (the NNGP divided by the diagonal s_l);
-  q    the NTK divided by s_l (FFNet: s_l = 1, so q is the normalized NTK itself).
-The Gram-level kernels are K = |x| |x'| s_l rho and Theta = |x| |x'| s_l q (+ K when the
-readout is trained). Each map takes the state and the angle theta = arccos(rho) with its
-sine, which the caller computes with its backend (reskernel.arccos.angle_sine in JAX,
-NumPy's arccos on the host), so the same definition serves JAX and NumPy arrays, float32
-and float64, and scalars or arrays for the per-layer weight h.
+State of a pair of inputs after l layers, normalized (docs/conventions.md): the correlation
+rho of the pair's activations (the NNGP divided by the diagonal s_l) and q, the NTK divided
+by s_l (FFNet: s_l = 1). The Gram-level kernels are K = |x| |x'| s_l rho and
+Theta = |x| |x'| s_l q (+ K when the readout is trained).
 
-  FFNet layer:     rho <- k1(rho),  q <- (q + rho) k0(rho)
+The FFNet carries u = 1 - rho instead of rho: a deep FFNet drives every correlation towards
+1, where rho itself keeps only eps / (1 - rho) relative accuracy of 1 - rho per layer (a
+1000-layer FFNet at theta_0 = 1e-5 lost 3e-5 of its largest value in float64), while u keeps
+its own relative accuracy. The ResNet carries rho (its correlations stay near rho_0, and its
+kernels vary slowly near rho = +-1). Each map takes the state and the angle theta with its
+sine, computed by `angle` with the caller's backend (reskernel.core.arccos in JAX, NumPy on
+the host), so one definition serves JAX and NumPy arrays, float32 and float64, and scalars or
+arrays for the per-layer weight h.
+
+  FFNet layer:     rho <- k1(rho),  q <- (q + rho) k0(rho)          (in u = 1 - rho)
   ResNet block:    (rho, q) <- (rho, q) + h * branch(rho, q),  h = a^2 / (1 + a^2)
   branch:          (k1(rho) - rho,  (q + rho) k0(rho) + k1(rho) - q)
 The branch is also the right-hand side of the gamma = 1/2 depth limit (an ODE in
@@ -24,7 +29,8 @@ import math
 import numpy as np
 
 __all__ = ["KINDS", "relu_duals", "ffnet_layer", "resnet_branch", "resnet_layer", "step", "initial", "read", "schedule",
-           "numpy_angle", "run_numpy", "run_state", "advance"]
+           "numpy_angle", "run_numpy", "run_state", "advance", "angle", "advance_layer",
+           "correlation"]
 
 KINDS = ("ffnet", "resnet")
 PI = math.pi
@@ -38,9 +44,10 @@ def relu_duals(rho, theta, sine):
     return sup * INV_PI, (sine + sup * rho) * INV_PI
 
 
-def ffnet_layer(rho, q, theta, sine):
-    """One FFNet layer (He scaling): (k1(rho), (q + rho) k0(rho))."""
-    return rho + (sine - theta * rho) * INV_PI, (q + rho) * ((PI - theta) * INV_PI)
+def ffnet_layer(u, q, theta, sine):
+    """One FFNet layer (He scaling) on (u = 1 - rho, q): (1 - k1(rho), (q + rho) k0(rho))."""
+    rho = 1.0 - u
+    return u - (sine - theta * rho) * INV_PI, (q + rho) * ((PI - theta) * INV_PI)
 
 
 def resnet_branch(rho, q, theta, sine):
@@ -56,23 +63,47 @@ def resnet_layer(rho, q, theta, sine, h):
     return rho + h * d_rho, q + h * d_q
 
 
-def step(kind, rho, q, theta, sine, h=None):
-    """The layer map of `kind` ("ffnet" or "resnet"; h is the ResNet block's weight)."""
+def step(kind, first, q, theta, sine, h=None):
+    """The layer map of `kind` ("ffnet": first = u = 1 - rho; "resnet": first = rho, h the
+    block's weight)."""
     if kind == "ffnet":
-        return ffnet_layer(rho, q, theta, sine)
-    return resnet_layer(rho, q, theta, sine, h)
+        return ffnet_layer(first, q, theta, sine)
+    return resnet_layer(first, q, theta, sine, h)
+
+
+def angle(kind, first, backend="jax"):
+    """(theta, sin theta) of the state's first component (u for the FFNet, rho for the ResNet)."""
+    if backend == "numpy":
+        if kind == "ffnet":
+            return 2.0 * np.arcsin(np.sqrt(np.clip(first, 0.0, 2.0) * 0.5)), np.sqrt(np.maximum(first * (2.0 - first), 0.0))
+        return numpy_angle(first)
+    from .arccos import angle_sine, angle_sine_complement
+
+    return (angle_sine_complement if kind == "ffnet" else angle_sine)(first)
+
+
+def advance_layer(kind, first, q, h=None, backend="jax"):
+    """One layer of `kind` with the angle computed by `backend` ("jax" or "numpy")."""
+    return step(kind, first, q, *angle(kind, first, backend), h)
 
 
 def initial(kind, rho0, trained):
-    """(rho, q) before the first layer. trained="all" for a ResNet: the embedding's NTK term
-    rho0 prod_l (1 + a_l^2 k0) / s_L obeys q's own homogeneous update, so it rides in q from q_0 = rho0."""
-    every = trained == "all" and kind == "resnet"
-    return rho0, (rho0 if every else 0.0 * rho0)
+    """The state before the first layer: (u0 = 1 - rho0, 0) for the FFNet, (rho0, q0) for the
+    ResNet. trained="all" for a ResNet: the embedding's NTK term rho0 prod_l (1 + a_l^2 k0) / s_L
+    obeys q's own homogeneous update, so it rides in q from q_0 = rho0."""
+    if kind == "ffnet":
+        return 1.0 - rho0, 0.0 * rho0
+    return rho0, (rho0 if trained == "all" else 0.0 * rho0)
 
 
-def read(kind, rho, q, s, trained):
+def correlation(kind, first):
+    """rho from the state's first component."""
+    return 1.0 - first if kind == "ffnet" else first
+
+
+def read(kind, first, q, s, trained):
     """(nngp, ntk) normalized by |x| |x'| from the state after a layer with diagonal growth s."""
-    nngp = rho if kind == "ffnet" else s * rho
+    nngp = 1.0 - first if kind == "ffnet" else s * first
     ntk = q if kind == "ffnet" else s * q
     return nngp, (ntk + nngp if trained == "all" else ntk)
 
@@ -99,20 +130,17 @@ def advance(kind, state, h, count):
     scalar 3-5x slower than one reading arrays), one fori_loop."""
     import jax
 
-    from .arccos import angle_sine
-
     def body(_, st):
-        rho, q = st
-        return step(kind, rho, q, *angle_sine(rho), h)
+        return advance_layer(kind, *st, h)
 
     return jax.lax.fori_loop(0, count, body, state)
 
 
 def run_state(kind, rho0, h, count, trained="hidden"):
-    """JAX: the raw state (rho, q) after `count` layers of constant weight h from rho0; for the
-    depth families (each depth its own branch scale) and the infinite-depth limits."""
-    rho, q = initial(kind, rho0, trained)
-    return advance(kind, (rho, q + 0.0 * rho), h, count)
+    """JAX: the state after `count` layers of constant weight h from rho0; for the depth
+    families (each depth its own branch scale) and the infinite-depth limits."""
+    first, q = initial(kind, rho0, trained)
+    return advance(kind, (first, q + 0.0 * first), h, count)
 
 
 def run_numpy(kind, rho0, sched, trained, reads=None):
@@ -121,15 +149,16 @@ def run_numpy(kind, rho0, sched, trained, reads=None):
     sched: schedule(arch) rows (L, 2). reads: None for (nngp, ntk) after the last layer,
     each of shape S; or a sorted sequence of depths in 1..L for arrays (len(reads),) + S.
     """
-    rho, q = initial(kind, np.array(rho0, np.float64), trained)
-    q = np.asarray(q, np.float64) + np.zeros_like(rho)
+    first, q = initial(kind, np.array(rho0, np.float64), trained)
+    q = np.asarray(q, np.float64) + np.zeros_like(first)
+    lo, hi = (0.0, 2.0) if kind == "ffnet" else (-1.0, 1.0)
     wanted = None if reads is None else set(int(r) for r in reads)
     seen = []
     for depth, (h, s) in enumerate(sched, start=1):
-        rho, q = step(kind, rho, q, *numpy_angle(rho), h)
-        rho = np.clip(rho, -1.0, 1.0)
+        first, q = advance_layer(kind, first, q, h, backend="numpy")
+        first = np.clip(first, lo, hi)
         if wanted is not None and depth in wanted:
-            seen.append(read(kind, rho, q, s, trained))
+            seen.append(read(kind, first, q, s, trained))
     if reads is None:
-        return read(kind, rho, q, sched[-1, 1], trained)
+        return read(kind, first, q, sched[-1, 1], trained)
     return tuple(np.stack(v) for v in zip(*seen))

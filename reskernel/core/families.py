@@ -75,7 +75,7 @@ def _recursion_depths(family, rho0, uniq, trained, progress=None):
         q = q + jnp.zeros_like(rho0)
         prev = 0
         for depth in uniq:
-            rho, q = _advance(rho, q, zero, int(depth - prev), kind=kind)
+            rho, q = _advance(rho, q, zero, int(depth - prev), kind=kind)   # rho: the FFNet's u = 1 - rho
             outs.append(engine.read(kind, rho, q, 1.0, trained))
             _report(progress, int(depth) - prev, rho)
             prev = int(depth)

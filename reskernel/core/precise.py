@@ -58,7 +58,8 @@ def band(cubics) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         sine = np.minimum(np.sin(theta[:-1]), np.sin(theta[1:]))
         amplification = rel / (2 * math.pi * phi_lo) / sine           # |dK/drho| / max|K|
-    flagged = ~(amplification <= AMPLIFICATION)                       # inf and nan count as flagged
+    # a 25% margin for the derivative sampled at three points of each interval
+    flagged = ~(1.25 * amplification <= AMPLIFICATION)                # inf and nan count as flagged
     lower = np.flatnonzero(flagged & (theta[:-1] < math.pi / 2))
     upper = np.flatnonzero(flagged & (theta[1:] > math.pi / 2))
     hi = math.cos(theta[lower[-1] + 1]) if lower.size else 2.0

@@ -70,7 +70,6 @@ def _cubics(nodes):
     return np.stack([c0, c1, c2, c3], axis=-2)
 
 
-@functools.lru_cache(maxsize=64)
 def angle_table(kind, sched_key, trained, max_nodes=MAX_NODES, reads=None):
     """(2, 4, M) float64 cubic coefficients of (nngp_n, ntk_n) on the M intervals of
     phi = sqrt(theta_0 / pi) in [0, 1] (nodes phi_k = k / M), or (2, R, 4, M) for the R depths
@@ -88,8 +87,12 @@ def angle_table(kind, sched_key, trained, max_nodes=MAX_NODES, reads=None):
     The search stops early when the error, falling 16x per doubling of M (a cubic's h^4),
     could not reach TOL by max_nodes.
     """
+    return _angle_table(kind, sched_key, trained, min(int(max_nodes), MAX_NODES), reads)
+
+
+@functools.lru_cache(maxsize=64)
+def _angle_table(kind, sched_key, trained, max_nodes, reads):
     sched = np.asarray(sched_key, np.float64).reshape((-1, 2))
-    max_nodes = min(max_nodes, MAX_NODES)
     m = _FIRST_NODES
     while m <= max_nodes:
         phi = np.arange(2 * m + 1) / (2 * m)          # nodes and midpoints

@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import _checks
 from . import engine, tabulated
-from .arccos import angle_sine, arccos
+from .arccos import arccos
 
 # XLA:CPU vectorizes with 256-bit registers unless told otherwise. The recursion is bound by
 # its two square roots and ~45 vector operations per entry and layer, and 512-bit vectors
@@ -82,19 +82,17 @@ def _stepper(kind, rho0, sched, trained):
     Per entry and layer: one angle and sine (`angle_sine`: two square roots, one polynomial)
     and the layer map's ~10 multiplies and adds."""
     def step(state, x):
-        rho, q = _unpack(state)
-        rho, q = engine.step(kind, rho, q, *angle_sine(rho), x[0])
-        return jax.lax.complex(rho, q)
+        return jax.lax.complex(*engine.advance_layer(kind, *_unpack(state), x[0]))
 
     def read(state, x):
         return engine.read(kind, *_unpack(state), x[1], trained)
 
-    rho, q = engine.initial(kind, rho0, trained)
-    return jax.lax.complex(rho, q + jnp.zeros_like(rho)), sched, step, read
+    first, q = engine.initial(kind, rho0, trained)
+    return jax.lax.complex(first, q + jnp.zeros_like(first)), sched, step, read
 
 
 def _unpack(state):
-    # The state (rho, q) travels as one complex array, rho + i q (no complex
+    # The state (rho or u, q) travels as one complex array, rho + i q (no complex
     # arithmetic is done on it): XLA's CPU loop fusions have one output, so two real
     # state arrays would make two fused loops per layer, each recomputing the angle;
     # packed, each layer is one loop (measured 1.6x faster on a 2-core EPYC).
