@@ -2,6 +2,7 @@
 an end-to-end sweep whose width slope must be near -1/2, atomic resume, and input errors."""
 import json
 import math
+import re
 
 import jax
 import jax.numpy as jnp
@@ -231,3 +232,112 @@ def test_sweep_command(tmp_path):
     assert bad.exit_code != 0 and "widths" in bad.output
     bad = runner.invoke(sweeps.sweep_command, ["--out", str(tmp_path / "b"), "--archs", "mlp", "--widths", "16"])
     assert bad.exit_code != 0 and "arch" in bad.output
+
+
+def test_concurrent_sweeps_over_other_widths_keep_all_cells(tmp_path):
+    from parallel_runs import run_together
+
+    out = tmp_path / "out"
+    base = ["sweep", "--out", str(out), "--archs", "ffnet", "--depths", "2", "--seeds", "2", "--n-inputs", "4",
+            "--no-plot"]
+    run_together(tmp_path, [base + ["--widths", "16"], base + ["--widths", "32"]])
+    stored = json.loads((out / "sweep.json").read_text())
+    assert set(stored["cells"]) == {"ffnet|2|16", "ffnet|2|32"}
+    assert all(c["seeds"] == [0, 1] and len(c["ntk"]["frob"]) == 2 for c in stored["cells"].values())
+    assert stored["config"]["widths"] == [16, 32]
+
+
+def test_runs_into_one_folder_merge_and_return_their_own_grid(tmp_path):
+    kw = dict(archs=["ffnet"], depths=[2], seeds=2, n_inputs=4, d_in=3, progress=False, plot=False,
+              log=lambda *_: None)
+    sweeps.sweep(tmp_path, widths=[16, 32], **kw)
+    res = sweeps.sweep(tmp_path, widths=[32, 64], **kw)
+    assert res["config"]["widths"] == [32, 64] and {r["width"] for r in res["summary"]["rows"]} == {32, 64}
+    stored = json.loads((tmp_path / "sweep.json").read_text())
+    assert stored["config"]["widths"] == [16, 32, 64] and len(stored["cells"]) == 3
+    assert {r["width"] for r in stored["summary"]["rows"]} == {16, 32, 64}
+
+
+def test_network_over_the_memory_budget_is_refused_before_starting(tmp_path):
+    need = bytes_per_seed(rk.FeedForward(4), 512, 8, 4)
+    with pytest.raises(ValueError, match=r"ffnet depth 4 width 512 needs [0-9.]+ GiB per network.*budget") as e:
+        sweeps.sweep(tmp_path, archs=["ffnet"], depths=[2, 4], widths=[16, 512], seeds=1, n_inputs=8,
+                     memory_bytes=need - 1, progress=False, plot=False)
+    assert "width 16" not in str(e.value) and f"{need / 2**30:.3g} GiB" in str(e.value)
+    assert not (tmp_path / "sweep.json").exists()
+
+
+def test_sweep_command_says_the_memory_a_huge_width_needs(tmp_path):
+    r = CliRunner().invoke(sweeps.sweep_command, ["--out", str(tmp_path), "--archs", "ffnet,resnet", "--depths", "4",
+                                                  "--widths", "100000", "--seeds", "1"])
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    need = bytes_per_seed(rk.FeedForward(4), 100000, 64, 4) / 2**30
+    assert f"ffnet depth 4 width 100000 needs {need:.3g} GiB per network" in r.output, r.output
+    assert "wider than the simulator's 46340" in r.output and not (tmp_path / "sweep.json").exists()
+
+
+@pytest.mark.parametrize("kwargs, match, wrong", [
+    # Huge inputs: the inputs are to blame, not the depth growth of the ResNet.
+    (dict(archs=["resnet:1"], dtype="float64", scale=1e160), "inputs of squared norm up to 10\\^320.*rescale",
+     "grows like"),
+    (dict(archs=["ffnet"], dtype="float32", scale=1e20), "beyond the range of float32.*rescale", "grows like"),
+    (dict(archs=["resnet:0"], dtype="float32", scale=1.0, depths=[300]), "grows like.*gamma >= 1/2", "rescale"),
+])
+def test_kernels_beyond_the_dtype_range_blame_the_right_cause(tmp_path, kwargs, match, wrong):
+    x = np.random.default_rng(0).normal(size=(4, 3))
+    x = kwargs.pop("scale") * x / np.linalg.norm(x, axis=1, keepdims=True)
+    args = dict(depths=[4], widths=[16], seeds=1, x=x, progress=False, plot=False)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match) as e:
+        sweeps.sweep(tmp_path, **args)
+    assert wrong not in str(e.value)
+    assert not (tmp_path / "sweep.json").exists()
+
+
+@pytest.mark.parametrize("text, match", [
+    ('{"config": {"seed": 0', "not valid JSON"),
+    ('{"config": [], "cells": {}}', "entry 'config' is an array, not an object"),
+    ("null", "holds null"),
+])
+def test_damaged_sweep_file_is_named(tmp_path, text, match):
+    (tmp_path / "sweep.json").write_text(text)
+    with pytest.raises(ValueError, match=match) as e:
+        sweeps.sweep(tmp_path, archs=["ffnet"], depths=[2], widths=[16], seeds=1, n_inputs=3, progress=False,
+                     plot=False)
+    assert str(tmp_path / "sweep.json") in str(e.value) and "move it away" in str(e.value)
+    r = CliRunner().invoke(sweeps.sweep_command, ["--out", str(tmp_path), "--archs", "ffnet", "--depths", "2",
+                                                  "--widths", "16", "--seeds", "1", "--n-inputs", "3", "--no-plot"])
+    assert r.exit_code == 2 and "sweep.json" in r.output and "Traceback" not in r.output, r.output
+
+
+def test_damaged_cell_is_named(tmp_path):
+    kw = dict(archs=["ffnet"], depths=[2], widths=[16], seeds=2, n_inputs=3, progress=False, plot=False,
+              log=lambda *_: None)
+    sweeps.sweep(tmp_path, **kw)
+    stored = json.loads((tmp_path / "sweep.json").read_text())
+    stored["cells"]["ffnet|2|16"]["ntk"]["frob"].pop()
+    (tmp_path / "sweep.json").write_text(json.dumps(stored))
+    with pytest.raises(ValueError, match=re.escape("cell 'ffnet|2|16' is damaged")):
+        sweeps.sweep(tmp_path, **kw)
+
+
+def test_joint_plot_with_one_depth_draws_what_its_legend_shows(tmp_path, monkeypatch):
+    import reskernel.plotting as plotting
+
+    res = sweeps.sweep(tmp_path, archs=["ffnet", "resnet:1"], depths=[3], widths=[16, 64], seeds=3, n_inputs=4,
+                       d_in=3, progress=False, plot=False, log=lambda *_: None)
+    figs = []
+    monkeypatch.setattr(plotting, "save", lambda fig, path: figs.append(fig))
+    sweeps.plot_joint(res, tmp_path / "joint.png")
+    for ax in figs[0].axes:
+        drawn = [(line.get_color(), line.get_linestyle(), line.get_marker(), len(line.get_xdata()))
+                 for line in ax.lines]
+        handles = ax.get_legend().legend_handles
+        assert len(handles) in (4, 5)  # measured and theory per arch (and the extrapolated marker)
+        for h in handles:
+            color, style, marker = h.get_color(), h.get_linestyle(), h.get_marker()
+            if style != "None":  # a line in the legend: a line of >= 2 points in the panel
+                assert any(c == color and s == style and n >= 2 for c, s, _, n in drawn), (h.get_label(), drawn)
+            # a marker in the legend: drawn (the black cross stands for crosses of any colour)
+            assert any(m == marker and n >= 1 and color in ("k", c) for c, _, m, n in drawn), (h.get_label(), drawn)
+        assert all(s == "None" for _, s, _, _ in drawn)  # one depth: nothing to join

@@ -14,8 +14,6 @@ mean diagonal); "precision" is the dtype of the kernel computation.
 """
 from __future__ import annotations
 
-import csv
-import io
 import math
 import numbers
 import re
@@ -27,12 +25,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._io import read_json, write_json_atomic, write_text_atomic
-from ..core.analytic import correlations
+from ._store import Table, out_dir_callback, write_json_atomic
 from ..core.arch import FeedForward, ResNet
 from ..precision import enable_x64
-from ..inference.regression import (_as_kernels, _check_ridge, _family_alphas, _ffnet_depths, _resnet_depths, _solve,
-                         check_depths, gd_predictions, scores)
+from ..inference.regression import _as_kernels, _check_ridge, _solve, check_depths, depth_kernels, gd_predictions, scores
 
 __all__ = ["parse_depths", "parse_list", "study", "plot_study", "summary_table", "finite_width_check", "regress_command",
            "ARCHS", "KERNELS", "PRECISIONS"]
@@ -98,86 +94,37 @@ def parse_list(spec, allowed=None, *, kind=str, name="value") -> list:
     return out
 
 
-def _key(row) -> tuple:
-    return tuple(tuple(row[k]) if isinstance(row[k], list) else row[k] for k in KEY_FIELDS)
-
-
 def _same(row, base) -> bool:
     """Row computed with the data/solver settings `base`."""
     return all(row.get(k) == v for k, v in base.items())
 
 
-def _pairs(x_train, x_test, dtype):
-    """Correlations and norm products of the pairs regression needs, as flat vectors."""
-    x = jnp.asarray(np.concatenate([x_train, x_test]), dtype)
-    rho, nrm, _ = correlations(x)
-    n = x_train.shape[0]
-    iu = np.triu_indices(n)
-    rho_tr, rho_te = rho[:n, :n][iu], rho[n:, :n].reshape(-1)
-    norms = nrm[:, None] * nrm[None, :]
-    return (jnp.concatenate([rho_tr, rho_te]), np.concatenate([np.asarray(norms[:n, :n])[iu],
-                                                                 np.asarray(norms[n:, :n]).reshape(-1)]))
-
-
-def _unpack(flat, norms, n, m):
-    """(k, P) pair values -> train (k, n, n) and test x train (k, m, n), float64."""
-    flat = np.asarray(flat, np.float64) * norms
-    iu = np.triu_indices(n)
-    p = len(iu[0])
-    tr = np.zeros((flat.shape[0], n, n))
-    tr[:, iu[0], iu[1]] = flat[:, :p]
-    tr[:, iu[1], iu[0]] = flat[:, :p]
-    return tr, flat[:, p:].reshape(-1, m, n)
-
-
-def _family_kernels(arch, gamma, rho, depths, trained, chunk, bar):
-    """Pair kernels (k, P) at `depths` (sorted), in chunks of depths for the progress bar."""
-    nngp, ntk = [], []
-    if arch == "ffnet":
-        state = (rho, jnp.zeros_like(rho))
-        prev = 0
-        for i in range(0, len(depths), chunk):
-            part = np.asarray(depths[i:i + chunk])
-            seg = np.diff(np.concatenate([[prev], part]))
-            a, b, state = _ffnet_depths(*state, jnp.asarray(seg, jnp.int32), trained=trained)
-            nngp.append(np.asarray(a)), ntk.append(np.asarray(b))
-            prev = int(part[-1])
-            bar.update(int(seg.sum()))
-    else:
-        fam = ResNet(1, gamma=gamma)
-        for i in range(0, len(depths), chunk):
-            part = np.asarray(depths[i:i + chunk])
-            alphas = _family_alphas(fam, part)
-            a, b = _resnet_depths(rho, jnp.asarray(part, jnp.int32), jnp.asarray(alphas, rho.dtype), trained=trained)
-            nngp.append(np.asarray(a)), ntk.append(np.asarray(b))
-            bar.update(int(part.sum()))
-    return {"nngp": np.concatenate(nngp), "ntk": np.concatenate(ntk)}
-
-
-def _write(out: Path, stem: str, meta: dict, rows: list):
-    rows = sorted(rows, key=lambda r: tuple(str(v) if not isinstance(v, (int, float)) else f"{v:012.4f}"
-                                            for v in _key(r)))
-    write_json_atomic(out / f"{stem}.json", {"meta": meta, "rows": rows})
-    buf = io.StringIO()
-    fields = list(dict.fromkeys(k for r in rows for k in r)) if rows else list(KEY_FIELDS)
-    w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: (" ".join(map(str, v)) if isinstance(v, list) else v) for k, v in r.items()})
-    write_text_atomic(out / f"{stem}.csv", buf.getvalue())
+def _family_kernels(arch, gamma, x_train, x_test, depths, trained, dtype, bar):
+    """{kernel: (train (k, n, n), test x train (k, m, n))} float64 NumPy arrays at `depths`
+    (sorted): rk.regression.depth_kernels in `dtype`, the library's kernels (float32: the
+    tables, as rk.kernel), the progress bar advanced per depth."""
+    family = FeedForward(1) if arch == "ffnet" else ResNet(1, gamma=gamma)
+    a = jnp.asarray(x_train, dtype)
+    b = jnp.asarray(x_test, dtype)
+    k_tr = depth_kernels(family, a, None, depths, trained=trained, progress=bar.update)
+    k_te = depth_kernels(family, b, a, depths, trained=trained, progress=bar.update)
+    return {name: (np.asarray(k_tr[i], np.float64), np.asarray(k_te[i], np.float64))
+            for i, name in enumerate(("nngp", "ntk"))}
 
 
 def study(dataset: str = "cifar2", *, archs: Sequence[str] = ARCHS, gammas: Sequence[float] = (0.5, 0.75, 1.0),
           depths: Sequence[int] = (1, 10, 100, 1000), ffnet_depths: Optional[Sequence[int]] = None,
           kernels: Sequence[str] = KERNELS, precisions: Sequence[str] = PRECISIONS, classes=None,
           n_train: Optional[int] = None, n_test: Optional[int] = None, seed: int = 0, ridge: float = 1e-6,
-          trained: str = "hidden", out="results/regress", data_dir=None, chunk: int = 8,
+          trained: str = "hidden", out="results/regress", data_dir=None,
           progress: bool = True) -> dict:
-    """Run (or resume) the depth study; returns {"rows", "json", "csv", "png", "computed"}.
+    """Run (or resume) the depth study; returns {"rows", "json", "csv", "png", "computed", "resumed"}.
 
     Rows: one per (arch, gamma, precision, kernel, depth) with test accuracy, test MSE and
     the data settings. Units already in out/regress_<dataset>.json with the same settings are
-    skipped; the files are rewritten atomically after each unit.
+    skipped ("resumed"); after each unit its rows are merged into the stored ones under the
+    folder's lock (runs with other settings may write there at the same time), and the CSV is
+    regenerated from the JSON, also on resume.
     """
     from tqdm import tqdm
 
@@ -193,16 +140,14 @@ def study(dataset: str = "cifar2", *, archs: Sequence[str] = ARCHS, gammas: Sequ
     ridge = _check_ridge(ridge)
     if "resnet" in archs and (not gammas or any(not (math.isfinite(g) and g >= 0) for g in gammas)):
         raise ValueError(f"gammas must be a non-empty list of finite reals >= 0, got {gammas}")
-    if isinstance(chunk, bool) or not isinstance(chunk, numbers.Integral) or chunk < 1:
-        raise ValueError(f"chunk must be an int >= 1, got {chunk!r}")
     ds = two_class(dataset, classes, n_train, n_test, seed=seed, data_dir=data_dir)
     if ds.n_train < 2 or len(np.unique(ds.y_train)) < 2:
         raise ValueError(f"need at least 2 training images covering both classes, got {ds.n_train}")
     out = Path(out)
     stem = f"regress_{dataset}"
-    old = read_json(out / f"{stem}.json", {"rows": []})
-    rows = list(old.get("rows", []))
-    have = {_key(r) for r in rows}
+    table = Table(out, stem, KEY_FIELDS)
+    rows = table.merge()  # checks the stored rows and rewrites the CSV from them
+    have = {table.key(r) for r in rows}
     base = {"dataset": dataset, "classes": list(ds.classes), "n_train": ds.n_train, "n_test": ds.n_test,
             "seed": int(seed), "ridge": float(ridge), "trained": trained}
     meta = {"data": ds.metadata, "solver": "Cholesky in float64, ridge x mean diagonal (raised by jitter, "
@@ -210,51 +155,46 @@ def study(dataset: str = "cifar2", *, archs: Sequence[str] = ARCHS, gammas: Sequ
             "precision": "dtype of the kernel recursion", "resnet_alpha": "each depth l its own alpha = l^-gamma"}
     units = [("ffnet", None, p) for p in precisions if "ffnet" in archs]
     units += [("resnet", g, p) for g in gammas for p in precisions if "resnet" in archs]
-    todo, computed = [], []
+    todo, computed, resumed = [], [], []
     for arch, g, p in units:
         ds_ = ffnet_depths if arch == "ffnet" else depths
-        keys = [_key(dict(base, arch=arch, gamma=g, precision=p, kernel=k, depth=d)) for k in kernels for d in ds_]
-        if not all(k in have for k in keys):
+        keys = [table.key(dict(base, arch=arch, gamma=g, precision=p, kernel=k, depth=d)) for k in kernels
+                for d in ds_]
+        if all(k in have for k in keys):
+            resumed.append({"arch": arch, "gamma": g, "precision": p})
+        else:
             todo.append((arch, g, p, ds_))
-    n, m = ds.n_train, ds.n_test
-    total = sum(sum(d) if a == "resnet" else max(d) for a, _, _, d in todo)
+    total = 2 * sum(sum(d) if a == "resnet" else max(d) for a, _, _, d in todo)  # train, then test x train
     bar = tqdm(total=total, desc=f"regress {dataset}", unit="layer", disable=not progress or not todo)
-    pairs = {}
     for arch, g, p, ds_ in todo:
         bar.set_postfix_str(f"{arch}{'' if g is None else f' gamma={g:g}'} {p}")
         dtype = np.float64 if p == "float64" else np.float32
         start = time.perf_counter()
         with enable_x64(p == "float64"):
-            if p not in pairs:
-                rho, norms = _pairs(ds.x_train, ds.x_test, dtype)
-                pairs[p] = (rho, norms)
-            rho, norms = pairs[p]
-            ks = _family_kernels(arch, g, rho, ds_, trained, chunk, bar)
+            ks = _family_kernels(arch, g, ds.x_train, ds.x_test, ds_, trained, dtype, bar)
         kernel_s = time.perf_counter() - start
-        rows = [r for r in rows if not (_same(r, base) and (r["arch"], r["gamma"], r["precision"]) == (arch, g, p))]
+        new = []
         for kname in kernels:
-            k_tr, k_te = _unpack(ks[kname], norms, n, m)
+            k_tr, k_te = ks[kname]
             pred, used = _solve(*_as_kernels(k_tr, k_te, ds.y_train), float(ridge), MAX_JITTER)
             acc, mse = scores(pred, ds.y_test)
             for j, d in enumerate(ds_):
-                rows.append(dict(base, arch=arch, gamma=g, precision=p, kernel=kname, depth=int(d),
-                                 accuracy=float(acc[j]), mse=float(mse[j]), ridge_used=float(used[j]),
-                                 alpha=None if arch == "ffnet" else float(d) ** (-g)))
+                new.append(dict(base, arch=arch, gamma=g, precision=p, kernel=kname, depth=int(d),
+                                accuracy=float(acc[j]), mse=float(mse[j]), ridge_used=float(used[j]),
+                                alpha=None if arch == "ffnet" else float(d) ** (-g)))
             if (used > ridge).any():
                 bar.write(f"{arch}{'' if g is None else f' gamma={g:g}'} {p} {kname}: kernel not positive definite "
                           f"with ridge {ridge:g} at depth(s) {[int(d) for d, u in zip(ds_, used) if u > ridge]}; "
                           f"jitter raised the ridge to {used.max():.3g} x mean diagonal (column ridge_used)")
         computed.append({"arch": arch, "gamma": g, "precision": p, "kernel_s": round(kernel_s, 2),
                          "solve_s": round(time.perf_counter() - start - kernel_s, 2)})
-        _write(out, stem, meta, rows)
+        rows = table.merge(new, meta)
     bar.close()
     if not rows:
         raise ValueError("nothing to report")
-    if not computed and not (out / f"{stem}.csv").exists():
-        _write(out, stem, meta, rows)
     sel = [r for r in rows if _same(r, base)]
     png = plot_study(sel, out / f"{stem}.png")
-    return {"rows": sel, "json": out / f"{stem}.json", "csv": out / f"{stem}.csv", "png": png, "computed": computed}
+    return {"rows": sel, "json": table.json, "csv": table.csv, "png": png, "computed": computed, "resumed": resumed}
 
 
 def plot_study(rows, path):
@@ -372,31 +312,37 @@ def _regress_command():
         except (ValueError, TypeError) as e:
             raise click.BadParameter(str(e), param_hint=hint) from None
 
-    @click.command("regress")
-    @click.option("--dataset", default="cifar2", show_default=True, type=click.Choice(["mnist2", "cifar2"]))
+    @click.command("regress", context_settings={"help_option_names": ["-h", "--help"]})
+    @click.option("--dataset", default="cifar2", show_default=True, type=click.Choice(["mnist2", "cifar2"]),
+                  help="Two-class subset of MNIST or CIFAR-10.")
     @click.option("--classes", default=None, help="Two classes, e.g. '4,9' or 'airplane,automobile' "
-                  "(default: the data module's pair).")
+                  "[default: 4,9 for mnist2; airplane,automobile (0,1) for cifar2].")
     @click.option("--arch", "archs", default="ffnet,resnet", show_default=True, help="Comma list of ffnet, resnet.")
     @click.option("--gamma", "gammas", default="0.5,0.75,1", show_default=True, help="ResNet gammas, alpha = L^-gamma.")
     @click.option("--depths", default="1:1000", show_default=True,
                   help="Depths: 'a:b' (~30 log-spaced incl. ends), 'a:b:k' (k points) or '1,10,100'.")
     @click.option("--ffnet-depths", default=None, help="FFNet depths (default: --depths); FFNet depths cost "
                   "one pass to the largest, so e.g. 1:10000 is cheap.")
-    @click.option("--kernel", "kernels", default="ntk,nngp", show_default=True)
+    @click.option("--kernel", "kernels", default="ntk,nngp", show_default=True,
+                  help="Comma list of ntk, nngp: the kernels to regress with.")
     @click.option("--precision", "precisions", default="float64,float32", show_default=True,
                   help="dtype of the kernel recursion (the solve is always float64).")
     @click.option("--n-train", default=None, type=click.IntRange(min=2), help="Training images (default all).")
     @click.option("--n-test", default=None, type=click.IntRange(min=1), help="Test images (default all).")
-    @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
+    @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
+                  help="Seed of the subsets drawn by --n-train/--n-test (and of --finite-widths networks).")
     @click.option("--ridge", default=1e-6, show_default=True, type=click.FloatRange(min=0.0),
                   help="Ridge relative to the mean diagonal.")
-    @click.option("--trained", default="hidden", show_default=True, type=click.Choice(["hidden", "all"]))
+    @click.option("--trained", default="hidden", show_default=True, type=click.Choice(["hidden", "all"]),
+                  help="Parameters in the NTK: hidden layers, or all layers (as neural-tangents).")
     @click.option("--finite-widths", default=None,
                   help="Also train networks of these widths (e.g. 256,2048) on a 100/200 subset and compare "
                        "with NTK regression.")
     @click.option("--data-dir", default=None, type=click.Path(file_okay=False), help="Data folder "
                   "(default $RESKERNEL_DATA or the cache).")
-    @click.option("--out", default="results/regress", show_default=True, type=click.Path(file_okay=False))
+    @click.option("--out", default="results/regress", show_default=True, type=click.Path(file_okay=False),
+                  callback=out_dir_callback, help="Folder for regress_<dataset>.json/.csv/.png; reruns resume "
+                  "there, and runs with other settings add their rows to the same files.")
     def command(dataset, classes, archs, gammas, depths, ffnet_depths, kernels, precisions, n_train, n_test, seed,
                 ridge, trained, finite_widths, data_dir, out):
         """Kernel regression accuracy vs depth (FFNet vs ResNet, NTK/NNGP, float64/float32)."""
@@ -424,8 +370,9 @@ def _regress_command():
         except (ValueError, TypeError, OSError) as e:
             raise click.ClickException(str(e)) from None
         click.echo(summary_table(res["rows"]))
+        resumed = f", {len(res['resumed'])} found in {res['json'].name} (resumed)" if res["resumed"] else ""
         click.echo(f"wrote {res['json']}, {res['csv']} and {res['png']} "
-                   f"({len(res['computed'])} unit(s) computed, the rest resumed)")
+                   f"({len(res['computed'])} unit(s) computed{resumed})")
         for u in res["computed"]:
             name = u["arch"] if u["gamma"] is None else f"{u['arch']} gamma={u['gamma']:g}"
             click.echo(f"  {name} {u['precision']}: kernels {u['kernel_s']:.1f} s, solves {u['solve_s']:.1f} s")
