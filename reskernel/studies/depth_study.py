@@ -370,7 +370,7 @@ def _regress_command():
         except (ValueError, TypeError, OSError) as e:
             raise click.ClickException(str(e)) from None
         click.echo(summary_table(res["rows"]))
-        resumed = f", {len(res['resumed'])} found in {res['json'].name} (resumed)" if res["resumed"] else ""
+        resumed = f", {len(res['resumed'])} resumed from {res['json'].name}" if res["resumed"] else ""
         click.echo(f"wrote {res['json']}, {res['csv']} and {res['png']} "
                    f"({len(res['computed'])} unit(s) computed{resumed})")
         for u in res["computed"]:
