@@ -1,7 +1,6 @@
 """Depth study on the shared real data: reference accuracies, resuming, bad input, CLI, finite width."""
 import json
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -10,7 +9,6 @@ import reskernel as rk
 from reskernel.studies.depth_study import _family_kernels, finite_width_check, parse_depths, regress_command, study
 from reskernel.precision import enable_x64
 from tqdm import tqdm
-from conftest import assert_close
 from parallel_runs import run_together
 
 

@@ -144,15 +144,19 @@ def test_rows_in_the_band_are_refined(monkeypatch):
     assert seen == [2]   # rows 3 and 7
 
 
-@pytest.mark.parametrize("scale", [1e-15, 1e15])
-def test_homogeneous_in_the_inputs_norms(scale):
-    # rows are normalized before the Gram product: norms far from 1 neither underflow nor overflow
+@pytest.mark.parametrize("s1, s2", [(1e-15, 1e-15), (1e15, 1e15), (2.0 ** -100, 2.0 ** 60), (2.0 ** 80, 2.0 ** -70)])
+def test_homogeneous_in_the_inputs_norms(s1, s2):
+    # inputs far from norm 1 are scaled by powers of two before the Gram product and the kernels
+    # scaled back: whenever the kernel itself is representable, nothing underflows or overflows
     x = _pairs(d=16, extra=120, seed=6)
-    k = rk.kernel(rk.ResNet(10, gamma=1.0), x)
-    ks = rk.kernel(rk.ResNet(10, gamma=1.0), x * np.float32(scale))
-    for a, b in zip(ks, k):
-        np.testing.assert_allclose(np.asarray(a) / scale ** 2, np.asarray(b), rtol=1e-5,
-                                   atol=1e-6 * np.abs(np.asarray(b)).max())
+    y = x[::-1].copy()
+    for arch in (rk.ResNet(10, gamma=1.0), rk.FeedForward(20)):
+        k = rk.kernel(arch, x, y)
+        ks = rk.kernel(arch, x * np.float32(s1), y * np.float32(s2))
+        for a, b in zip(ks, k):
+            assert np.isfinite(np.asarray(a)).all()
+            np.testing.assert_allclose(np.asarray(a, np.float64) / (s1 * s2), np.asarray(b), rtol=1e-5,
+                                       atol=1e-6 * np.abs(np.asarray(b)).max())
 
 
 @pytest.mark.parametrize("scale, match", [(1e-30, "smallest normal"), (1e25, "norms reach")])

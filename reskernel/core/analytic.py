@@ -61,10 +61,15 @@ def _growth_log10(arch) -> float:
 
 
 def _check_range(arch, dtype, norms=((1.0, 1.0), (1.0, 1.0))):
-    """Raise when the kernel's entries leave the dtype's normal range. norms: (min, max) row
-    norms of x1 and x2; entries are ~ |x| |x'| times the normalized kernel."""
+    """Raise when the kernel's entries leave the dtype's normal range, or the rows of one input
+    span more than 2^50 in norm (their products in the Gram matrix would underflow). norms:
+    (min, max) row norms of x1 and x2; entries are ~ |x| |x'| times the normalized kernel."""
     info = jnp.finfo(dtype)
     (lo1, hi1), (lo2, hi2) = norms
+    for name, (lo, hi) in (("x1", norms[0]), ("x2", norms[1])):
+        if hi > 2.0 ** 50 * lo:
+            raise ValueError(f"the rows of {name} have norms from {lo:.3g} to {hi:.3g}, a spread beyond 2^50: "
+                             "their products in the Gram matrix cannot all be represented; rescale the rows")
     growth = _growth_log10(arch)
     top = growth + math.log10(hi1) + math.log10(hi2)
     if top > math.log10(float(info.max)) - 1:
@@ -166,9 +171,28 @@ def plan(arch, trained, picked, x1, x2, *, method, all_depths, reads=None) -> Pl
     return Plan(cubics.astype(dtype), cubics, band.astype(dtype), dtype)
 
 
+def _exponent(x) -> int:
+    """k such that x / 2^k has rows of norm ~1, when x's norms are far from 1 (|k| > 20), else 0;
+    0 for traced x. Scaling by 2^k is exact."""
+    v = _checks.concrete(x)
+    if v is None:
+        return 0
+    top = float(np.abs(v).max())
+    k = int(np.frexp(top * math.sqrt(v.shape[1]))[1])
+    return k if abs(k) > 20 else 0
+
+
 def compute(arch, trained, picked, x1, x2, p: Plan, *, all_depths, tile=TILE):
     """The kernels `picked` between x1 and x2 (None: symmetric) as planned: a tuple of arrays
-    in x1's dtype, ([L,] n1, n2)."""
+    in x1's dtype, ([L,] n1, n2). Inputs whose norms are far from 1 are scaled by powers of two
+    (exact) before the Gram product, and the kernels scaled back (they are homogeneous)."""
+    k1 = _exponent(x1)
+    k2 = k1 if x2 is None else _exponent(x2)
+    if k1 or k2:
+        a = np.asarray(x1) * np.asarray(2.0 ** -k1, x1.dtype)
+        b = None if x2 is None else np.asarray(x2) * np.asarray(2.0 ** -k2, x2.dtype)
+        outs = compute(arch, trained, picked, a, b, p, all_depths=all_depths, tile=tile)
+        return tuple(o * np.asarray(2.0 ** (k1 + k2), x1.dtype) for o in outs)
     symmetric = x2 is None
     kw = dict(kind=kind_of(arch), depth=arch.depth, trained=trained, all_depths=bool(all_depths),
               symmetric=symmetric, tile=tile, get=picked)
@@ -193,10 +217,17 @@ def result(outs, get):
 
 
 def _norm_range(x):
+    """(min, max) row norm of concrete x; (1, 1) for traced x. In x's dtype when that is safe
+    (one pass, no copy), else in float64 with rows scaled by the largest entry."""
     v = _checks.concrete(x)
     if v is None:
         return (1.0, 1.0)
-    n = np.linalg.norm(v.astype(np.float64) / np.abs(v).max(), axis=1) * float(np.abs(v).max())
+    sq = np.einsum("ij,ij->i", v, v)
+    tiny = np.finfo(v.dtype).tiny / np.finfo(v.dtype).eps
+    if np.isfinite(sq).all() and sq.min() > tiny and sq.max() < np.finfo(v.dtype).max / 4:
+        return float(np.sqrt(sq.min())), float(np.sqrt(sq.max()))
+    top = float(np.abs(v).max())
+    n = np.linalg.norm(v.astype(np.float64) / top, axis=1) * top
     return float(n.min()), float(n.max())
 
 

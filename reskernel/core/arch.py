@@ -89,10 +89,11 @@ class ResNet:
             scales = self.scales
             if isinstance(scales, (str, bytes)) or not isinstance(scales, Sequence) and not hasattr(scales, "__len__"):
                 raise TypeError(f"scales must be a sequence of {depth} numbers, got {type(scales).__name__}")
-            try:
-                scales = tuple(float(s) for s in list(scales))
-            except (TypeError, ValueError) as e:
-                raise TypeError(f"scales must be a sequence of real numbers: {e}") from None
+            scales = list(scales)
+            for i, s in enumerate(scales):
+                if isinstance(s, (bool, str, bytes)) or not isinstance(s, numbers.Real):
+                    raise TypeError(f"scales must be a sequence of real numbers; scales[{i}] is {s!r}")
+            scales = tuple(float(s) for s in scales)
             if len(scales) != depth:
                 raise ValueError(f"scales must have one entry per block: expected {depth}, got {len(scales)}")
             for i, s in enumerate(scales):

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..precision import enable_x64
 from . import tabulated
-from .tiles import unit_rows
+from .tiles import correlations
 
 __all__ = ["AMPLIFICATION", "band", "refine"]
 
@@ -72,9 +72,7 @@ def _rows64(x1, x2, cubics, rows, symmetric):
     """Float64 kernels of the rows x1 (r, d) against x2 (n2, d): the Gram product of unit rows in
     float64, the angle, the float64 tables (G, [R,] 4, M). rows: their indices in x2 when
     symmetric (their own entry then has theta_0 = 0 exactly)."""
-    u1, m1 = unit_rows(x1)
-    u2, m2 = unit_rows(x2)
-    rho = jnp.clip(jnp.matmul(u1, u2.T, precision=jax.lax.Precision.HIGHEST), -1.0, 1.0)
+    rho, m1, m2 = correlations(x1, x2)
     theta = jnp.arccos(rho)
     own = rows[:, None] == jnp.arange(x2.shape[0])[None, :]
     theta = jnp.where(own & symmetric, 0.0, theta)

@@ -46,15 +46,6 @@ def _jit(static_argnames):
     return wrap
 
 
-def unit_rows(x):
-    """(x / |x| row by row, |x|): each row is first divided by its largest entry, so that
-    norms of ~1e-30 or ~1e30 in float32 neither underflow nor overflow."""
-    scale = jnp.max(jnp.abs(x), axis=-1, keepdims=True)
-    y = x / scale
-    length = jnp.linalg.norm(y, axis=-1, keepdims=True)
-    return y / length, (scale * length)[:, 0]
-
-
 def correlations(x1, x2=None):
     """rho_0 = <x, x'> / (|x| |x'|) clipped to [-1, 1], shape (n1, n2), and the norms (n1,), (n2,).
 
@@ -64,12 +55,10 @@ def correlations(x1, x2=None):
     reskernel.kernel recomputes the entries where that matters in float64
     (reskernel.core.precise).
     """
-    u1, n1 = unit_rows(x1)
-    if x2 is None:
-        u2, n2 = u1, n1
-    else:
-        u2, n2 = unit_rows(x2)
-    rho = _rho(jnp.matmul(u1, u2.T, precision=jax.lax.Precision.HIGHEST))
+    y = x1 if x2 is None else x2
+    n1 = jnp.linalg.norm(x1, axis=-1)
+    n2 = n1 if x2 is None else jnp.linalg.norm(y, axis=-1)
+    rho = _rho(jnp.matmul(x1, y.T, precision=jax.lax.Precision.HIGHEST), n1[:, None] * n2[None, :])
     if x2 is None:
         rho = jnp.where(jnp.eye(x1.shape[0], dtype=bool), jnp.ones_like(rho), rho)
     return rho, n1, n2
@@ -142,21 +131,21 @@ def _pad_rows(x, rows):
     return x if extra == 0 else jnp.concatenate([x, jnp.ones((extra, x.shape[1]), x.dtype)])
 
 
-def _rho(gram):
-    """Correlations of unit rows, clipped to [-1, 1]. float64 only: snapped to +-1 within 4 ulp
+def _rho(gram, norms):
+    """Correlations gram / norms, clipped to [-1, 1]. float64 only: snapped to +-1 within 4 ulp
     (parallel or antipodal rows come out as +-(1 - 2 ulp), an angle error of sqrt(ulp) = 1.5e-8;
     the snap moves only rows that differ by less than ~1e-15 relative). float32 is not snapped
     (4 ulp there would merge rows ~1e-3 rad apart); see `correlations`."""
-    rho = jnp.clip(gram, -1.0, 1.0)
+    rho = jnp.clip(gram / norms, -1.0, 1.0)
     if jnp.finfo(rho.dtype).bits <= 32:
         return rho
     snap = 4 * jnp.finfo(rho.dtype).eps
     return jnp.where(jnp.abs(rho) > 1 - snap, jnp.sign(rho), rho)
 
 
-def _tile_rho(a, b, symmetric=False):
-    """rho_0 between the unit rows a and b; symmetric (b is a): exactly symmetric, ones on the diagonal."""
-    rho = _rho(jnp.matmul(a, b.T, precision=jax.lax.Precision.HIGHEST))
+def _tile_rho(a, b, na, nb, symmetric=False):
+    """rho_0 between the rows of a and b; symmetric (b is a): exactly symmetric, ones on the diagonal."""
+    rho = _rho(jnp.matmul(a, b.T, precision=jax.lax.Precision.HIGHEST), na[:, None] * nb[None, :])
     if symmetric:
         rho = jnp.where(jnp.eye(a.shape[0], dtype=bool), jnp.ones_like(rho), (rho + rho.T) / 2)
     return rho
@@ -181,11 +170,13 @@ def _fused(x1, x2, table, angles=None, band=None, *, kind, depth, trained, all_d
     t1 = _edge(n1, tile)
     t2 = t1 if symmetric else _edge(n2, tile)
     nb1, nb2 = -(-n1 // t1), -(-n2 // t2)
-    x1p, m1 = unit_rows(_pad_rows(x1, nb1 * t1))
+    x1p = _pad_rows(x1, nb1 * t1)
+    m1 = jnp.linalg.norm(x1p, axis=-1)
     if symmetric:  # x2 is x1 (a second argument XLA cannot know to be the same)
         x2p, m2 = x1p, m1
     else:
-        x2p, m2 = unit_rows(_pad_rows(x2, nb2 * t2))
+        x2p = _pad_rows(x2, nb2 * t2)
+        m2 = jnp.linalg.norm(x2p, axis=-1)
     pick = tuple(GET.index(g) for g in get)
     geometry = (t1, t2, nb1, nb2)
     run = _all_depths if all_depths else _one_depth
@@ -240,7 +231,7 @@ def _one_depth(x1p, x2p, m1, m2, table, geometry, *, kind, depth, trained, symme
         ri, rj = np.divmod(np.arange(nb1 * nb2), nb2)
     rows, cols = x1p.reshape((nb1, t1, -1)), x2p.reshape((nb2, t2, -1))
     gram = jnp.einsum("kid,kjd->kij", rows[ri], cols[rj], precision=jax.lax.Precision.HIGHEST)
-    rhos = _rho(gram)
+    rhos = _rho(gram, m1.reshape((nb1, t1))[ri][:, :, None] * m2.reshape((nb2, t2))[rj][:, None, :])
     pos = np.arange(nb1 * nb2)
     if symmetric:
         upper = np.triu(np.ones((t1, t1), bool))
@@ -285,7 +276,7 @@ def _all_depths(x1p, x2p, m1, m2, table, geometry, *, kind, depth, trained, symm
     ii, jj = np.divmod(np.arange(nb1 * nb2), nb2)
     ii, jj = jnp.asarray(ii, jnp.int32), jnp.asarray(jj, jnp.int32)
     if symmetric:
-        rho_all = _tile_rho(x1p, x1p, True)
+        rho_all = _tile_rho(x1p, x1p, m1, m1, True)
 
         def tile_rho(r0, c0):
             return jax.lax.dynamic_slice(rho_all, (r0, c0), (t1, t2))
@@ -293,7 +284,7 @@ def _all_depths(x1p, x2p, m1, m2, table, geometry, *, kind, depth, trained, symm
         def tile_rho(r0, c0):
             a = jax.lax.dynamic_slice_in_dim(x1p, r0, t1)
             b = jax.lax.dynamic_slice_in_dim(x2p, c0, t2)
-            return _tile_rho(a, b)
+            return _tile_rho(a, b, jax.lax.dynamic_slice_in_dim(m1, r0, t1), jax.lax.dynamic_slice_in_dim(m2, c0, t2))
 
     shape = (depth, nb1 * t1, nb2 * t2)
     # Distinct zero arrays (the value of the second depends on m1, 0 * |x_0| = 0): with one
