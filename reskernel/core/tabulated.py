@@ -29,7 +29,6 @@ FFNet at rho_0 = 1 - 2e-5, the worst of 20,001 float32 correlations, against flo
 """
 from __future__ import annotations
 
-import functools
 import math
 
 import jax.numpy as jnp
@@ -84,16 +83,34 @@ def angle_table(kind, sched_key, trained, max_nodes=MAX_NODES, reads=None):
       reads: None (the last depth), or a sorted tuple of depths 1..L: tables of the nets
         truncated after those layers (all of 1..L: reskernel.kernel(..., all_depths=True)).
     The values come from engine.run_numpy, the engine's recursion in NumPy float64.
-    The search stops early when the error, falling 16x per doubling of M (a cubic's h^4),
-    could not reach TOL by max_nodes.
+    The search stops early when the error, falling by the rate seen between the last two
+    tries (at most 16x per doubling of M, a cubic's h^4), could not reach TOL by max_nodes.
+    Results are remembered per process: a table found with M nodes serves every max_nodes
+    >= M, and a search that failed up to some M is not repeated for a smaller max_nodes.
     """
-    return _angle_table(kind, sched_key, trained, min(int(max_nodes), MAX_NODES), reads)
+    max_nodes = min(int(max_nodes), MAX_NODES)
+    key = (kind, sched_key, trained, reads)
+    found = _SEARCHED.get(key)
+    if found is not None:
+        tried, cubics = found
+        if cubics is not None:
+            return cubics if cubics.shape[-1] <= max_nodes else None
+        if tried >= max_nodes:
+            return None
+    cubics = _search(kind, sched_key, trained, max_nodes, reads)
+    if len(_SEARCHED) >= 64:
+        _SEARCHED.pop(next(iter(_SEARCHED)))
+    _SEARCHED[key] = (max_nodes, cubics)
+    return cubics
 
 
-@functools.lru_cache(maxsize=64)
-def _angle_table(kind, sched_key, trained, max_nodes, reads):
+_SEARCHED = {}   # (kind, sched_key, trained, reads) -> (largest max_nodes tried, cubics or None)
+
+
+def _search(kind, sched_key, trained, max_nodes, reads):
     sched = np.asarray(sched_key, np.float64).reshape((-1, 2))
     m = _FIRST_NODES
+    previous = None
     while m <= max_nodes:
         phi = np.arange(2 * m + 1) / (2 * m)          # nodes and midpoints
         rho = np.cos(math.pi * phi * phi)
@@ -106,8 +123,10 @@ def _angle_table(kind, sched_key, trained, max_nodes, reads):
         error = np.max(np.abs(interp - mids).max(axis=-1) / scale)
         if error <= TOL / 4:
             return cubics
-        if error / 16.0 ** math.log2(max_nodes / m) > 8 * TOL / 4:
+        rate = 16.0 if previous is None else min(16.0, max(previous / error, 1.0))
+        if error / rate ** math.log2(max_nodes / m) > 2 * TOL / 4:
             return None
+        previous = error
         m *= 2
     return None
 
