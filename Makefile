@@ -6,6 +6,16 @@ UV := $(VENV)/bin/uv
 # The pinned reference environment: the last neural-tangents release and what it imports with.
 NT_PINS := "jax==0.5.3" "jaxlib==0.5.3" "neural-tangents==0.6.5" "tf2jax==0.3.7" "tensorflow>=2.15"
 PYTEST_ARGS ?= -n 2
+# Executed copies of the notebooks: the tests save them, `make docs` renders them as HTML.
+EXECUTED_NOTEBOOKS := build/notebooks
+
+# The tests and notebooks read the real MNIST/CIFAR-10 files from RESKERNEL_DATA; as CI does
+# (.ci/run), default to ../shared/data beside the checkout when that folder exists.
+ifeq ($(strip $(RESKERNEL_DATA)),)
+ifneq ($(wildcard ../shared/data),)
+export RESKERNEL_DATA := $(abspath ../shared/data)
+endif
+endif
 
 .PHONY: env nt-env demo test test-compat docs clean
 
@@ -28,9 +38,9 @@ demo: env
 	$(VENV)/bin/reskernel demo --out results/demo
 
 # The whole test suite on current JAX, then the core tests again on jax 0.5.3 in the
-# pinned environment (reskernel must work on both), then the API docs build.
+# pinned environment (reskernel must work on both), then the docs build (API and notebooks).
 test: env nt-env
-	$(VENV)/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	RESKERNEL_EXECUTED_NOTEBOOKS=$(EXECUTED_NOTEBOOKS) $(VENV)/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 	$(MAKE) test-compat
 	$(MAKE) docs
 
@@ -39,9 +49,13 @@ test-compat: nt-env
 		tests/test_arccos.py tests/test_analytic.py tests/test_errors.py tests/test_networks.py tests/test_empirical.py \
 		tests/test_fast_arccos.py tests/test_blocked.py tests/test_tabulated.py
 
+# API reference (pdoc) into site/, then every notebook as HTML with its figures and numbers
+# into site/notebooks/ (run in small mode unless the tests left a fresh executed copy; a
+# failing notebook fails the build).
 docs: env
 	$(VENV)/bin/python -m pdoc reskernel -o site --docformat google 2>&1 | tee site.log; \
 		! grep -qi "warn\|error" site.log; rc=$$?; rm -f site.log; exit $$rc
+	$(VENV)/bin/python notebooks/_render.py --executed $(EXECUTED_NOTEBOOKS) --out site/notebooks
 
 clean:
-	rm -rf $(VENV) $(NT_VENV) site results
+	rm -rf $(VENV) $(NT_VENV) site results $(EXECUTED_NOTEBOOKS)

@@ -2,7 +2,8 @@
 
 Each notebook is a list of cells below; edit here, not in the .ipynb files. The first code
 cell of every notebook reads RESKERNEL_SMALL (1 = sizes small enough for CI on a CPU).
-Figures go to $RESKERNEL_NOTEBOOK_OUT (default results/notebooks) as PNG and are shown inline.
+Figures go to $RESKERNEL_NOTEBOOK_OUT (default results/notebooks/ of the repository, whatever
+the working directory) as PNG and are shown inline.
 """
 from __future__ import annotations
 
@@ -26,7 +27,10 @@ import reskernel as rk
 from reskernel.plotting import figure, save
 from reskernel.precision import enable_x64
 
-OUT = Path(os.environ.get("RESKERNEL_NOTEBOOK_OUT", "results/notebooks")) / "{name}"
+# The repository root (the folder holding notebooks/_build.py) above the working directory,
+# which nbconvert and Jupyter set to notebooks/: default figures go to <root>/results/notebooks.
+ROOT = next((p for p in (Path.cwd(), *Path.cwd().parents) if (p / "notebooks" / "_build.py").is_file()), Path.cwd())
+OUT = Path(os.environ.get("RESKERNEL_NOTEBOOK_OUT") or ROOT / "results" / "notebooks") / "{name}"
 OUT.mkdir(parents=True, exist_ok=True)
 
 
@@ -449,7 +453,6 @@ NB05 = ("05_skipinit_fromage", r"""
 """, [
     code(r'''
 from reskernel import training as tr
-from reskernel.studies.training import plots as trplots
 
 STREAM = dict(depth=20, width=32, n_seeds=4) if SMALL else dict(depth=200, width=256, n_seeds=16)
 SKIP = dict(depths=(12,), width=16, steps=50, learning_rates=(0.1,)) if SMALL else \
@@ -464,7 +467,7 @@ print(x_train.shape, x_test.shape)
     code(r'''
 with enable_x64():
     stream = tr.stream_study(x_train[:32], **STREAM, progress=False)
-display(Image(filename=str(trplots.plot_stream(stream, OUT / "stream.png"))))
+display(Image(filename=str(tr.plot_stream(stream, OUT / "stream.png"))))
 L = STREAM["depth"]
 for m, r in stream["methods"].items():
     s, th = np.asarray(r["stream"], float), np.asarray(r["theory_stream"], float)
@@ -474,7 +477,7 @@ for m, r in stream["methods"].items():
     md("### 2. Trainability of deep residual MLPs"),
     code(r'''
 skip = tr.skipinit_study(x_train, y_train, x_test, y_test, **SKIP, out=OUT / "skipinit.json", progress=False)
-display(Image(filename=str(trplots.plot_skipinit(skip, OUT / "skipinit.png"))))
+display(Image(filename=str(tr.plot_skipinit(skip, OUT / "skipinit.png"))))
 fmt = lambda v: "   -" if v is None else f"{v:.3f}"
 print(f"{'method':<10}{'depth':>6}{'lr':>7}{'train loss':>12}{'train acc':>11}{'test acc':>10}  trained/stalled/diverged")
 for r in tr.summarize_skipinit(skip):
@@ -484,7 +487,7 @@ for r in tr.summarize_skipinit(skip):
     md("### 3. Fromage vs SGD, Adam and LARS on deep MLPs"),
     code(r'''
 fro = tr.fromage_study(x_train, y_train, x_test, y_test, **FROM, out=OUT / "fromage.json", progress=False)
-display(Image(filename=str(trplots.plot_fromage(fro, OUT / "fromage.png"))))
+display(Image(filename=str(tr.plot_fromage(fro, OUT / "fromage.png"))))
 fsum = tr.summarize_fromage(fro)
 for opt, table in fsum["best"].items():
     print(f"{opt:<8}" + "  ".join(f"L={d}: {a:.3f} (lr {lr:g})" for d, (a, _, lr) in sorted(table.items())))

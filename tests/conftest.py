@@ -9,8 +9,42 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
-if "RESKERNEL_DATA" not in os.environ and SHARED_DATA.is_dir():
+if not os.environ.get("RESKERNEL_DATA") and SHARED_DATA.is_dir():
     os.environ["RESKERNEL_DATA"] = str(SHARED_DATA)
+
+# The real MNIST/CIFAR-10 files some tests read: $RESKERNEL_DATA, as `make test` and CI set it.
+DATA = Path(os.environ["RESKERNEL_DATA"]).expanduser() if os.environ.get("RESKERNEL_DATA") else None
+HAS_DATA = DATA is not None and (DATA / "mnist" / "t10k-images-idx3-ubyte.gz").is_file()
+NO_DATA = (
+    "this test reads the real MNIST/CIFAR-10 files, and none were found "
+    + (f"in RESKERNEL_DATA={DATA}" if DATA is not None
+       else f"(RESKERNEL_DATA is not set and {SHARED_DATA} does not exist)")
+    + ": set RESKERNEL_DATA=/path/to/data, a folder holding mnist/<the 4 official .gz files> and "
+    "cifar-10-batches-py/<the official batches> (`make test` and .ci/run use ../shared/data beside the checkout)"
+)
+
+
+def pytest_runtest_setup(item):
+    """Without data, test_data.py's fixtures would fail without naming RESKERNEL_DATA: stop its
+    tests first, before any fixture (some are module-scoped), with NO_DATA."""
+    if not HAS_DATA and getattr(item.module, "__name__", "") == "test_data":
+        pytest.fail(NO_DATA, pytrace=False)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_downloads():
+    """Tests never download data: a loader that would is stopped with a message that says what
+    to set (test_data.py installs its own local downloaders). Session-scoped, so that it is in
+    place before any module-scoped fixture loads data."""
+    from reskernel.data import _fetch
+
+    def refuse(url, output_file, pooch):
+        why = f"tests never download data, and {url.rsplit('/', 1)[-1]} is not in RESKERNEL_DATA={DATA}"
+        pytest.fail(why if HAS_DATA else f"{NO_DATA} (a loader tried to download {url})", pytrace=False)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_fetch, "_DOWNLOADER", refuse)
+        yield
 
 
 @pytest.fixture

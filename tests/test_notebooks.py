@@ -1,14 +1,20 @@
 """The notebooks: stored without outputs, identical to what notebooks/_build.py writes, and
 each runs top to bottom (RESKERNEL_SMALL=1) in a fresh python3 kernel of this interpreter,
-ending with a Markdown summary of measured numbers."""
+ending with a Markdown summary of measured numbers.
+
+With RESKERNEL_EXECUTED_NOTEBOOKS=<folder> (as `make test` sets it) each notebook that ran clean
+is also saved there, executed, for `make docs` to render as HTML without running it again."""
 import importlib.util
 import json
 import math
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+
+from conftest import HAS_DATA, NO_DATA
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
@@ -16,6 +22,9 @@ nbclient = pytest.importorskip("nbclient")
 ROOT = Path(__file__).resolve().parents[1]
 NB_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(p.name for p in NB_DIR.glob("[0-9][0-9]_*.ipynb"))
+NEEDS_DATA = ("02", "05")  # read MNIST/CIFAR-10
+_UMASK = os.umask(0)  # read once (there is no getter), to give written files the usual mode
+os.umask(_UMASK)
 
 
 def _builder():
@@ -120,7 +129,8 @@ def test_runs_clean(name, tmp_path, monkeypatch):
     monkeypatch.setenv("RESKERNEL_NOTEBOOK_OUT", str(tmp_path / "out"))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    assert os.environ.get("RESKERNEL_DATA") or name[:2] not in ("02", "05"), "RESKERNEL_DATA must be set"
+    if name[:2] in NEEDS_DATA and not HAS_DATA:
+        pytest.fail(NO_DATA, pytrace=False)
     nb = nbformat.read(str(NB_DIR / name), as_version=4)
     n_cells = len(nb.cells)
     nb.cells.append(nbformat.v4.new_code_cell('import json; print("RESULT " + json.dumps(RESULT, default=float))'))
@@ -137,3 +147,62 @@ def test_runs_clean(name, tmp_path, monkeypatch):
     text = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.output_type == "stream")
     line = next(ln for ln in text.splitlines() if ln.startswith("RESULT "))
     CHECKS[name[:2]](json.loads(line[len("RESULT "):]))
+    if os.environ.get("RESKERNEL_EXECUTED_NOTEBOOKS"):
+        nb.cells.pop()  # the RESULT cell added above
+        _save(nb, Path(os.environ["RESKERNEL_EXECUTED_NOTEBOOKS"]) / name)
+
+
+def _save(nb, path):
+    """Write atomically, so that a reader never finds a half-written notebook."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        nbformat.write(nb, tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+# ---- the docs step: notebooks/_render.py ------------------------------------------------------
+
+
+def _renderer():
+    spec = importlib.util.spec_from_file_location("notebooks_render", NB_DIR / "_render.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _tiny(path, source):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_markdown_cell("# 9. Tiny"), nbformat.v4.new_code_cell(source)]
+    nbformat.write(nb, str(path))
+    return path
+
+
+def test_render_reuses_fresh_copies_and_fails_on_a_failing_notebook(tmp_path, monkeypatch):
+    pytest.importorskip("nbconvert")
+    render = _renderer()
+    monkeypatch.setenv("RESKERNEL_NOTEBOOK_OUT", str(tmp_path / "figures"))
+    good, bad = _tiny(tmp_path / "98_good.ipynb", "print(6 * 7)"), _tiny(tmp_path / "99_bad.ipynb", "1 / 0")
+    executed, out = tmp_path / "executed", tmp_path / "site"
+    # A fresh executed copy is rendered as it is, without running anything.
+    executed.mkdir()
+    copy = nbformat.read(str(good), as_version=4)
+    copy.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="from the copy\n")]
+    nbformat.write(copy, str(executed / good.name))
+    monkeypatch.setattr(render, "notebooks", lambda: [good])
+    assert render.main(["--executed", str(executed), "--out", str(out)]) == 0
+    assert "from the copy" in (out / "98_good.html").read_text()
+    assert "98_good.html" in (out / "index.html").read_text()
+    # Without a copy the notebook runs, in small mode; one with a failing cell fails the step
+    # and gets no page.
+    small = _tiny(tmp_path / "97_small.ipynb", 'import os; print("small=" + os.environ["RESKERNEL_SMALL"])')
+    monkeypatch.setattr(render, "notebooks", lambda: [small, good, bad])
+    assert render.main(["--executed", str(executed), "--out", str(out)]) == 1
+    assert "small=1" in (out / "97_small.html").read_text() and (executed / small.name).is_file()
+    assert not (out / "99_bad.html").exists() and not (executed / bad.name).exists()

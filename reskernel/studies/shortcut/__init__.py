@@ -17,8 +17,8 @@ from .command import shortcut_command
 from .dynamics import (GLOBAL, SPURIOUS, UNCONVERGED, Outcome, Schedule, Trajectory, first_step,
                        gradient_descent, outcomes, sample_problems)
 from .model import ConvNet, Params, angle, monte_carlo_loss, output, population_loss, relu_cross
-from .study import (StudySettings, dynamics_example, load_results, plot_dynamics, plot_success,
-                    run_success_study, wilson_interval)
+from .plots import plot_dynamics, plot_success
+from .study import StudySettings, dynamics_example, load_results, run_success_study, wilson_interval
 
 __all__ = [
     "ConvNet",

@@ -31,7 +31,8 @@ def shortcut_command(patch_dims, patches, runs, steps, lr, warmup_steps, warmup_
     """Fraction of gradient-descent runs that reach the global minimum, with and
     without the shortcut, from w0 = 0 or a random filter, with and without warm-up
     (rates with 95% Wilson intervals over the runs)."""
-    from .study import StudySettings, dynamics_example, plot_dynamics, plot_success, run_success_study
+    from .plots import plot_dynamics, plot_success
+    from .study import StudySettings, dynamics_example, run_success_study
 
     base = _SMALL if small else dict(patch_dims=(4, 8, 16, 32), patches=(4, 8, 16, 32), runs=200,
                                      steps=4000, warmup_steps=1000)

@@ -21,7 +21,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Dict, Iterable, Optional, Sequence
+from typing import Dict, Iterable, Optional
 
 import jax
 import numpy as np
@@ -33,8 +33,8 @@ from .dynamics import (GLOBAL, SPURIOUS, UNCONVERGED, Schedule, first_step, grad
                        sample_problems)
 from .model import ConvNet
 
-__all__ = ["StudySettings", "run_success_study", "load_results", "dynamics_example", "plot_success",
-           "plot_dynamics", "wilson_interval", "RESULTS_NAME"]
+__all__ = ["StudySettings", "run_success_study", "load_results", "dynamics_example", "wilson_interval",
+           "RESULTS_NAME"]
 
 RESULTS_NAME = "shortcut_success"
 
@@ -213,89 +213,3 @@ def dynamics_example(p: int = 16, k: int = 16, *, settings: Optional[StudySettin
                                    record=True)
         out[label] = (jax.tree_util.tree_map(np.asarray, traj), jax.tree_util.tree_map(np.asarray, teacher))
     return out
-
-
-def _variant_label(e) -> str:
-    arch = "ResNet" if e["shortcut"] else "CNN"
-    init = "w0 = 0" if e["w_init_norm"] == 0 else "random w0"
-    warm = f"warm-up {e['warmup']}" if e["warmup"] else "no warm-up"
-    return f"{arch}, {init}, {warm}"
-
-
-def plot_success(entries: Sequence[dict], path) -> Path:
-    """Success rate vs k, one panel per p, one line per variant (error bars: the 95%
-    Wilson interval over the runs). Writes a PNG at `path`."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if not entries:
-        raise ValueError("entries is empty: nothing to plot")
-    ps = sorted({e["p"] for e in entries})
-    fig, axes = plt.subplots(1, len(ps), figsize=(4.2 * len(ps), 3.8), sharey=True, squeeze=False)
-    for ax, p in zip(axes[0], ps):
-        groups = {}
-        for e in entries:
-            if e["p"] == p:
-                groups.setdefault(_variant_label(e), []).append(e)
-        for label, es in sorted(groups.items()):
-            es = sorted(es, key=lambda e: e["k"])
-            e0 = es[0]
-            # colour: architecture and w_0; dashed: with warm-up (often on top of the solid line).
-            color = f"C{2 * (not e0['shortcut']) + (e0['w_init_norm'] != 0)}"
-            rates = np.array([e["success_rate"] for e in es])
-            if all("success_lo" in e for e in es):
-                yerr = [rates - [e["success_lo"] for e in es], [e["success_hi"] for e in es] - rates]
-            else:   # results written before the interval was recorded
-                yerr = [e["success_se"] for e in es]
-            ax.errorbar([e["k"] for e in es], rates, yerr=yerr, color=color, ls="--" if e0["warmup"] else "-",
-                        marker="o" if e0["shortcut"] else "s", mfc="none" if e0["warmup"] else color,
-                        capsize=2, label=label)
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("number of patches k")
-        ax.set_title(f"patch dimension p = {p}")
-        ax.set_ylim(0, 1.02)
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel(f"fraction reaching the global minimum\n(95% Wilson CI, {entries[0]['runs']} runs)")
-    axes[0][-1].legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-def plot_dynamics(trajectories: Dict[str, tuple], path) -> Path:
-    """Angle(w, w*), |w|, a_j vs a*_j (first trajectory) and the loss against the
-    step, for {label: (Trajectory, teacher Params)} from dynamics_example."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if not trajectories:
-        raise ValueError("trajectories is empty: nothing to plot")
-    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
-    for label, (traj, _) in trajectories.items():
-        steps = np.arange(len(traj.loss))
-        axes[0].plot(steps, traj.angle, label=label)
-        axes[1].plot(steps, traj.w_norm, label=label)
-        axes[3].semilogy(steps, np.maximum(traj.loss, 1e-9), label=label)   # float32 rounding floor
-    label, (traj, teacher) = next(iter(trajectories.items()))
-    steps = np.arange(len(traj.loss))
-    for j in range(traj.a.shape[1]):
-        line, = axes[2].plot(steps, traj.a[:, j], lw=0.8)
-        axes[2].axhline(teacher.a[j], color=line.get_color(), ls="--", lw=0.6)
-    axes[0].set_ylabel("angle(w, w*) [rad]")
-    axes[1].set_ylabel("|w|  (|w*| = 1)")
-    axes[2].set_ylabel("a_j (solid) and a*_j (dashed)")
-    axes[2].set_title(label, fontsize=8)
-    axes[3].set_ylabel("population loss")
-    for ax in axes:
-        ax.set_xlabel("gradient-descent step")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path

@@ -17,6 +17,7 @@
 from .fit import FitResult, evaluate, logistic_loss, train
 from .nets import MLP, ROLES, ResidualMLP, Trace
 from .optimizers import OPTIMIZERS, PLAIN_ROLES, optimizer, per_layer
+from .plots import plot_fromage, plot_skipinit, plot_stream
 from .propagation import StreamStats, stream_statistics, stream_theory
 from .studies import (FROMAGE_GRIDS, RESNET_METHODS, constant_loss, fromage_study, load_two_class, mean_std,
                       resnet_spec,
@@ -46,6 +47,9 @@ __all__ = [
     "mean_std",
     "optimizer",
     "per_layer",
+    "plot_fromage",
+    "plot_skipinit",
+    "plot_stream",
     "relative_change",
     "relative_perturbation",
     "resnet_spec",

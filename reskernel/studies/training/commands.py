@@ -29,7 +29,7 @@ def _floats(text):
         raise click.BadParameter(f"expected comma-separated numbers, got {text!r}") from None
 
 
-def _common_options(*, dataset: str, out: str, depths: str, width: int, steps: int):
+def _common_options(*, dataset: str, out: str, depths: str, width: int, steps: int, small: str):
     """The options both training commands share (defaults per command), in --help order."""
     options = [
         click.option("--dataset", type=click.Choice(["mnist2", "cifar2"]), default=dataset, show_default=True),
@@ -43,7 +43,7 @@ def _common_options(*, dataset: str, out: str, depths: str, width: int, steps: i
         click.option("--seeds", "n_seeds", type=int, default=1, show_default=True,
                      help="number of training seeds: seed, seed+1, ... (mean and sd are reported)"),
         click.option("--data-dir", type=click.Path(), default=None, help="data folder (else $RESKERNEL_DATA)"),
-        click.option("--small", is_flag=True, help="a 1-2 minute run: fewer depths, narrower, fewer steps"),
+        click.option("--small", is_flag=True, help=small),
         click.option("--overwrite", is_flag=True, help="discard earlier results in --out"),
     ]
 
@@ -68,7 +68,9 @@ def _pm(mean, std, spec=".3f"):
 
 
 @click.command("skipinit")
-@_common_options(dataset="cifar2", out="results/skipinit", depths="10,30,100,300", width=64, steps=300)
+@_common_options(dataset="cifar2", out="results/skipinit", depths="10,30,100,300", width=64, steps=300,
+                 small="a quick run (about 30 s on 2 CPU cores): depth 30, width 32, 60 steps at lr 0.01; "
+                       "stream statistics to depth 20")
 @click.option("--lr", "lrs", default="0.001,0.01,0.1", show_default=True, help="comma-separated SGD learning rates")
 def skipinit_command(dataset, out_dir, depths, width, steps, batch_size, seed, n_seeds, data_dir, small,
                      overwrite, lrs):
@@ -79,11 +81,10 @@ def skipinit_command(dataset, out_dir, depths, width, steps, batch_size, seed, n
 
     depths, lrs = _ints(depths), _floats(lrs)
     if small:
-        depths, width, steps, lrs = (3, 30, 100), 32, 100, (0.01,)
-        out_dir = str(Path(out_dir) / "small")
+        depths, width, steps, lrs = (30,), 32, 60, (0.01,)
     out = Path(out_dir)
     x_train, y_train, x_test, y_test = load_two_class(dataset, data_dir=data_dir)
-    stream = _study(stream_study, x_train[:64], depth=30 if small else min(max(depths, default=1), 100),
+    stream = _study(stream_study, x_train[:64], depth=20 if small else min(max(depths, default=1), 100),
                     width=max(width, 64), n_seeds=8 if small else 16, out=out / "stream.json")
     click.echo(f"stream statistics: {plot_stream(stream, out / 'stream.png')}")
     for method, r in stream["methods"].items():
@@ -105,7 +106,7 @@ def skipinit_command(dataset, out_dir, depths, width, steps, batch_size, seed, n
 
 @click.command("fromage")
 @_common_options(dataset="mnist2", out="results/fromage", depths="2,5,10,15,20,25,30,40,50", width=128,
-                 steps=500)
+                 steps=500, small="a quick run (about 35 s on 2 CPU cores): depths 2 and 10, width 64, 100 steps")
 @click.option("--init", type=click.Choice(["pytorch", "he"]), default="pytorch", show_default=True,
               help="pytorch: nn.Linear's default init, as in the paper")
 def fromage_command(dataset, out_dir, depths, width, steps, batch_size, seed, n_seeds, data_dir, small,
@@ -116,8 +117,7 @@ def fromage_command(dataset, out_dir, depths, width, steps, batch_size, seed, n_
 
     depths = _ints(depths)
     if small:
-        depths, width, steps = (2, 10, 20), 64, 100
-        out_dir = str(Path(out_dir) / "small")
+        depths, width, steps = (2, 10), 64, 100
     out = Path(out_dir)
     x_train, y_train, x_test, y_test = load_two_class(dataset, data_dir=data_dir)
     res = _study(fromage_study, x_train, y_train, x_test, y_test, depths=depths, width=width, init=init,
