@@ -13,7 +13,7 @@ import _common as C  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from reskernel.studies._io import write_text_atomic  # noqa: E402
+from reskernel.studies._store import write_text_atomic  # noqa: E402
 
 
 def read(path):

@@ -186,22 +186,20 @@ def compute(arch, trained, picked, x1, x2, p: Plan, *, all_depths, tile=TILE):
     """The kernels `picked` between x1 and x2 (None: symmetric) as planned: a tuple of arrays
     in x1's dtype, ([L,] n1, n2). Inputs whose norms are far from 1 are scaled by powers of two
     (exact) before the Gram product, and the kernels scaled back (they are homogeneous)."""
-    k1 = _exponent(x1)
-    k2 = k1 if x2 is None else _exponent(x2)
-    if k1 or k2:
-        a = np.asarray(x1) * np.asarray(2.0 ** -k1, x1.dtype)
-        b = None if x2 is None else np.asarray(x2) * np.asarray(2.0 ** -k2, x2.dtype)
+    e1 = _exponent(x1)
+    e2 = e1 if x2 is None else _exponent(x2)
+    if e1 or e2:
+        a = np.asarray(x1) * np.asarray(2.0 ** -e1, x1.dtype)
+        b = None if x2 is None else np.asarray(x2) * np.asarray(2.0 ** -e2, x2.dtype)
         outs = compute(arch, trained, picked, a, b, p, all_depths=all_depths, tile=tile)
-        return tuple(o * np.asarray(2.0 ** (k1 + k2), x1.dtype) for o in outs)
+        return tuple(o * np.asarray(2.0 ** (e1 + e2), x1.dtype) for o in outs)
     symmetric = x2 is None
     kw = dict(kind=kind_of(arch), depth=arch.depth, trained=trained, all_depths=bool(all_depths),
               symmetric=symmetric, tile=tile, get=picked)
     y = x1 if symmetric else x2
     if p.angles is not None:
-        *outs, flags = _kernel(x1, y, schedule(arch, x1.dtype), p.angles, p.band, **kw)
-        if _checks.traced(x1, x2):
-            return tuple(outs)
-        return precise.refine(tuple(outs), flags, x1, x2, p.cubics)
+        outs = _kernel(x1, y, schedule(arch, x1.dtype), p.angles, p.band, **kw)
+        return outs if _checks.traced(x1, x2) else precise.refine(outs, x1, x2, p.cubics)
     if jnp.dtype(p.dtype) == jnp.dtype(x1.dtype):
         return _kernel(x1, y, schedule(arch, x1.dtype), **kw)
     with enable_x64():  # float32 inputs, float64 recursion (no table reaches the bound)

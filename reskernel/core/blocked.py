@@ -106,11 +106,7 @@ def _sharded(x1r, x2, table, angles, band, *, kind, depth, trained, all_depths, 
         return _fused(xb, x2, table, angles, band, kind=kind, depth=depth, trained=trained, all_depths=all_depths,
                       symmetric=False, tile=tile, get=get)
 
-    k = jax.vmap(rows)(x1r)  # (devices, [L,] rows per device, n2); with tables, then the row flags
-    if angles is not None:
-        *k, flags = k
-        return tuple(jax.lax.with_sharding_constraint(merge_rows(a, all_depths, n1), sharding) for a in k) + (
-            flags.reshape(-1)[:n1],)
+    k = jax.vmap(rows)(x1r)  # (devices, [L,] rows per device, n2)
     return tuple(jax.lax.with_sharding_constraint(merge_rows(a, all_depths, n1), sharding) for a in k)
 
 
@@ -154,9 +150,8 @@ def sharded_kernel(arch, x1, x2=None, *, trained="hidden", all_depths=False, mes
                                 ndev, all_depths, tile)
             return result(tuple(o.astype(x1.dtype) for o in outs), get)
     outs = _run_sharded(arch, trained, picked, x1, x2, p, mesh, axis, ndev, all_depths, tile)
-    if p.angles is not None:
-        *outs, flags = outs
-        outs = tuple(outs) if _checks.traced(x1, x2) else precise.refine(tuple(outs), flags, x1, x2, p.cubics)
+    if p.angles is not None and not _checks.traced(x1, x2):
+        outs = precise.refine(tuple(outs), x1, x2, p.cubics)
     return result(outs, get)
 
 

@@ -80,14 +80,30 @@ def _rows64(x1, x2, cubics, rows, symmetric):
     return tuple(tabulated.evaluate(cubics[g], theta) * norms for g in range(cubics.shape[0]))
 
 
-def refine(outs, flags, x1, x2, cubics):
-    """outs with every flagged row recomputed in float64 (and, symmetric, the same columns).
+@jax.jit
+def _nan_rows_device(out):
+    return jnp.any(jnp.isnan(out), axis=-1)
 
-    outs: tuple of ([R,] n1, n2) float32 kernels; flags: (n1,) bool from the tables' pass;
-    x1 (n1, d), x2 (n2, d) or None (symmetric); cubics: the float64 tables (G, [R,] 4, M).
-    Rows are processed in one call whose size is the next power of two (few compilations).
+
+def flagged_rows(out) -> np.ndarray:
+    """Indices of the rows of out (n1, n2) holding a NaN (the tables' pass marks the entries to
+    refine so). On the CPU a NumPy pass over the (zero-copy) array; elsewhere one reduction on
+    the device (its compilation, ~0.1 s on XLA:CPU, is what the NumPy pass avoids)."""
+    if isinstance(out, np.ndarray) or all(d.platform == "cpu" for d in out.devices()):
+        return np.flatnonzero(np.isnan(np.asarray(out)).any(axis=-1))
+    return np.flatnonzero(np.asarray(_nan_rows_device(out)))
+
+
+def refine(outs, x1, x2, cubics):
+    """outs with every marked row (NaN entries) recomputed in float64, and, symmetric, the same
+    columns.
+
+    outs: tuple of ([R,] n1, n2) float32 kernels from the tables' pass; x1 (n1, d), x2 (n2, d)
+    or None (symmetric); cubics: the float64 tables (G, [R,] 4, M). Rows are processed in one
+    call whose size is the next power of two (few compilations).
     """
-    rows = np.flatnonzero(np.asarray(flags))
+    first = outs[0]
+    rows = flagged_rows(first[0] if first.ndim == 3 else first)
     if rows.size == 0:
         return outs
     symmetric = x2 is None
