@@ -89,12 +89,13 @@ def angle_sine_complement(u):
     """
     rho = 1.0 - u
     a = jnp.abs(rho)
-    near = u < 0.5                                   # rho > 1/2: the small angle from u
-    small = ~near & (a <= 0.5)
-    s = jnp.where(small, a, jnp.sqrt(jnp.maximum(jnp.where(near, u, 1.0 - a), 0.0) * 0.5))
+    small = a <= 0.5
+    neg = rho < 0
+    c = jnp.where(neg, 2.0 - u, u)                   # 1 - |rho|, from u: exact near rho = 1
+    s = jnp.where(small, a, jnp.sqrt(jnp.maximum(c, 0.0) * 0.5))
     r = _asin_reduced(s)
     acos_abs = jnp.where(small, jnp.asarray(jnp.pi / 2, u.dtype) - r, 2.0 * r)
-    theta = jnp.where(rho < 0, jnp.asarray(jnp.pi, u.dtype) - acos_abs, acos_abs)
+    theta = jnp.where(neg, jnp.asarray(jnp.pi, u.dtype) - acos_abs, acos_abs)
     return theta, jnp.sqrt(jnp.maximum(u * (2.0 - u), 0.0))
 
 
