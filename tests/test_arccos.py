@@ -1,4 +1,5 @@
 import jax
+import math
 import jax.numpy as jnp
 import numpy as np
 from scipy import integrate, stats
@@ -49,3 +50,23 @@ def test_gradients_finite_at_the_ends():
         for fn in (k0, k1):
             g = jax.vmap(jax.grad(fn))(rho)
             assert np.all(np.isfinite(g)), (fn, g)
+
+
+def test_angle_sine_complement_keeps_small_angles(x64):
+    # theta and sin theta of rho = 1 - u from u itself: relative accuracy at u far below eps,
+    # where arccos(1 - u) would return 0; and agreement with angle_sine elsewhere
+    from reskernel.core.arccos import angle_sine, angle_sine_complement
+
+    u = np.array([1e-30, 1e-20, 1e-12, 1e-6, 0.1, 0.5, 0.9, 1.0, 1.5, 1.9, 2.0])
+    theta, sine = (np.asarray(v) for v in angle_sine_complement(jnp.asarray(u)))
+    want = 2 * np.arcsin(np.sqrt(u / 2))
+    np.testing.assert_allclose(theta, want, rtol=1e-14, atol=0)
+    np.testing.assert_allclose(sine, np.sqrt(u * (2 - u)), rtol=1e-14, atol=0)
+    for dtype, tol in ((np.float32, 3e-7), (np.float64, 1e-15)):
+        rho = np.linspace(-1, 1, 101).astype(dtype)
+        a = angle_sine_complement(jnp.asarray((1 - rho).astype(dtype)))
+        b = angle_sine(jnp.asarray(rho))
+        for p, q in zip(a, b):
+            np.testing.assert_allclose(np.asarray(p), np.asarray(q), rtol=0, atol=tol * 8)
+    g = jax.grad(lambda v: angle_sine_complement(v)[0])(jnp.asarray(0.5))
+    np.testing.assert_allclose(float(g), 1 / math.sqrt(0.5 * 1.5), rtol=1e-12)
