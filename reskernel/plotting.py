@@ -9,7 +9,7 @@ Modules that build figures themselves call `style()` first (it returns pyplot) a
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 import warnings
 from pathlib import Path
 
@@ -70,8 +70,21 @@ def unlabelled_axes(fig) -> list:
     return out
 
 
+def _new_file(folder: Path, prefix: str, suffix: str) -> Path:
+    """Create an empty file of a fresh name in `folder` with the permissions the umask allows
+    (as any new file gets; tempfile.mkstemp would give 0600, and the rename would keep them)."""
+    while True:
+        tmp = folder / f"{prefix}{secrets.token_hex(6)}{suffix}"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+
+
 def save(fig, path) -> Path:
     """Save as PNG atomically (temp file in the same folder, then rename) and close the figure.
+    The PNG gets the permissions the user's umask allows (0644 under the usual 022).
 
     Warns (UserWarning) when a panel showing data has no x or y label. Returns the path.
     """
@@ -84,8 +97,7 @@ def save(fig, path) -> Path:
     if missing:
         warnings.warn(f"{path.name}: panels without axis labels: {missing}", UserWarning, stacklevel=2)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
-    os.close(fd)
+    tmp = _new_file(path.parent, f".{path.stem}.", ".png")
     try:
         fig.tight_layout()
         fig.savefig(tmp, dpi=DPI, format="png")

@@ -6,6 +6,7 @@ Every simulation uses a fixed key; sizes are chosen so that Sum 1/n_j stays mode
 and a few compiled shapes are shared between tests (same depth, padded width, chunk)."""
 import json
 import math
+import os
 
 import jax
 import jax.numpy as jnp
@@ -258,6 +259,10 @@ def test_errors(make, exc, match):
 # ---- study, plot and CLI -------------------------------------------------------------------
 
 
+CONFIGS = {"ffnet_he", "ffnet_gain_0.9", "ffnet_gain_1.1", "ffnet_increasing", "ffnet_decreasing",
+           "resnet_relu_eta_1", "resnet_relu_eta_0.9^l", "resnet_linear_eta_1", "resnet_linear_eta_0.9^l"}
+
+
 def test_cli_writes_json_and_png_and_resumes(tmp_path):
     from click.testing import CliRunner
 
@@ -265,14 +270,62 @@ def test_cli_writes_json_and_png_and_resumes(tmp_path):
     runner = CliRunner()
     res = runner.invoke(L.lengths_command, args)
     assert res.exit_code == 0, res.output
-    data = json.loads((tmp_path / "lengths.json").read_text())
-    assert set(data["results"]) == {
-        "ffnet_he", "ffnet_gain_0.9", "ffnet_gain_1.1", "ffnet_increasing", "ffnet_decreasing",
-        "resnet_relu_eta_1", "resnet_relu_eta_0.9^l", "resnet_linear_eta_1", "resnet_linear_eta_0.9^l"}
-    he = data["results"]["ffnet_he"]
-    assert len(he["mean"]) == 5 and he["mean_theory"] == [1.0] * 5
+    rows = json.loads((tmp_path / "lengths.json").read_text())["rows"]
+    assert {r["config"] for r in rows} == CONFIGS and len(rows) == 9
+    he = next(r for r in rows if r["config"] == "ffnet_he")
+    assert len(he["mean"]) == 5 and he["mean_theory"] == [1.0] * 5 and he["widths"] == [8] * 5
+    assert (tmp_path / "lengths.csv").read_text().count("\n") == 10
     assert (tmp_path / "lengths.png").read_bytes()[:4] == b"\x89PNG"
     assert "9 computed, 0 reused" in res.output
-    res = runner.invoke(L.lengths_command, args)
-    assert res.exit_code == 0 and "0 computed, 9 reused" in res.output
+    res2 = runner.invoke(L.lengths_command, args)
+    assert res2.exit_code == 0 and "0 computed, 9 reused" in res2.output
+    printed = lambda out: [line[line.index("E[M_d]"):] for line in out.splitlines() if "E[M_d]" in line]
+    assert len(printed(res.output)) == 9 and printed(res2.output) == printed(res.output)  # stored rows print alike
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+class _Umask:
+    def __init__(self, mask):
+        self.mask = mask
+
+    def __enter__(self):
+        self.old = os.umask(self.mask)
+
+    def __exit__(self, *exc):
+        os.umask(self.old)
+
+
+def test_runs_into_one_folder_keep_each_others_rows(tmp_path, monkeypatch):
+    """A run with another seed writes into the folder while this one simulates: both runs'
+    rows stay (each merge reads the stored rows under the lock), and the files get the
+    umask's permissions."""
+    from reskernel.studies.lengths import _study
+
+    simulate = _study.simulate
+    kw = dict(width=8, depth=4, seeds=64, progress=False)
+
+    def simulate_beside_another_run(*args, **kwargs):
+        monkeypatch.setattr(_study, "simulate", simulate)
+        L.study(tmp_path, seed=1, **kw)
+        return simulate(*args, **kwargs)
+
+    monkeypatch.setattr(_study, "simulate", simulate_beside_another_run)
+    with _Umask(0o022):
+        res = L.study(tmp_path, seed=0, **kw)
+    assert len(res["computed"]) == 9 and set(res["results"]) == CONFIGS
+    rows = json.loads((tmp_path / "lengths.json").read_text())["rows"]
+    assert sorted((r["seed"], r["config"]) for r in rows) == sorted((s, c) for s in (0, 1) for c in CONFIGS)
+    assert (tmp_path / "lengths.csv").read_text().count("\n") == 19
+    for name in ("lengths.json", "lengths.csv", "lengths.png"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
+    again = L.study(tmp_path, seed=1, **kw)  # resumes the other run's rows
+    assert again["computed"] == [] and len(again["skipped"]) == 9
+
+
+def test_study_names_files_it_cannot_use(tmp_path):
+    (tmp_path / "lengths.json").write_text('{"params": {}, "results": {}}')  # an earlier version's layout
+    with pytest.raises(ValueError, match="lengths.json is not a result table.*move it away"):
+        L.study(tmp_path, width=8, depth=4, seeds=64, progress=False)
+    (tmp_path / "lengths.json").write_text('{"rows": [')
+    with pytest.raises(ValueError, match="lengths.json is not valid JSON"):
+        L.study(tmp_path, width=8, depth=4, seeds=64, progress=False)

@@ -1,7 +1,10 @@
 """Shortcut study (Liu et al. 2019 vs Du et al. 2018): closed-form population loss
 against Monte Carlo and finite differences, the derivative rule at w = 0, the
 gradient-descent outcome statistics, the study's files, and boundary errors."""
+import csv
+import dataclasses
 import json
+import os
 
 import jax
 import jax.flatten_util
@@ -180,8 +183,9 @@ def test_study_writes_resumes_and_plots(small_study, monkeypatch, tmp_path):
     for e in entries:
         assert e["success_lo"] <= e["success_rate"] <= e["success_hi"]
         assert (e["first_step_away"] is None) == (e["w_init_norm"] != 0)
-    saved = json.loads((out / "shortcut_success.json").read_text())["entries"]
-    assert saved == entries
+    saved = json.loads((out / "shortcut_success.json").read_text())["rows"]
+    as_set = lambda rows: sorted(json.dumps(r, sort_keys=True) for r in rows)
+    assert as_set(saved) == as_set(entries) and as_set(sc.load_results(out)) == as_set(entries)
     assert (out / "shortcut_success.csv").read_text().count("\n") == 9
 
     def fail(*args):
@@ -192,6 +196,50 @@ def test_study_writes_resumes_and_plots(small_study, monkeypatch, tmp_path):
 
     png = sc.plot_success(entries, tmp_path / "success.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+class _Umask:
+    def __init__(self, mask):
+        self.mask = mask
+
+    def __enter__(self):
+        self.old = os.umask(self.mask)
+
+    def __exit__(self, *exc):
+        os.umask(self.old)
+
+
+def test_runs_into_one_folder_keep_each_others_rows(small_study, tmp_path, monkeypatch):
+    """A run with another seed writes into the folder while this one computes: both runs'
+    rows stay, JSON and CSV agree, the files get the umask's permissions."""
+    run_config = study._run_config
+    other = dataclasses.replace(_SMALL, seed=1)
+
+    def run_beside_another_run(*args):
+        monkeypatch.setattr(study, "_run_config", run_config)
+        sc.run_success_study(tmp_path, patch_dims=(3,), patches=(2,), settings=other, progress=False)
+        return run_config(*args)
+
+    monkeypatch.setattr(study, "_run_config", run_beside_another_run)
+    with _Umask(0o022):
+        entries = sc.run_success_study(tmp_path, patch_dims=(3,), patches=(2,), settings=_SMALL, progress=False)
+    assert entries == small_study[1]  # the same settings give the same rates, wherever they are stored
+    rows = sc.load_results(tmp_path)
+    assert sorted(r["seed"] for r in rows) == [0] * 8 + [1] * 8
+    with open(tmp_path / "shortcut_success.csv") as f:
+        assert len(list(csv.DictReader(f))) == 16
+    for name in ("shortcut_success.json", "shortcut_success.csv"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
+
+
+def test_results_of_earlier_versions_are_converted(small_study, tmp_path, monkeypatch):
+    entries = small_study[1]
+    old = [{k: v for k, v in e.items() if k not in ("success_lo", "success_hi")} for e in entries]
+    (tmp_path / "shortcut_success.json").write_text(json.dumps({"entries": old}))
+    monkeypatch.setattr(study, "_run_config", None)   # resumes: nothing is recomputed
+    assert sc.run_success_study(tmp_path, patch_dims=(3,), patches=(2,), settings=_SMALL, progress=False) == entries
+    assert len(json.loads((tmp_path / "shortcut_success.json").read_text())["rows"]) == 8
+    assert (tmp_path / "shortcut_success.csv").read_text().count("\n") == 9
 
 
 def test_wilson_interval_matches_scipy():
@@ -211,10 +259,15 @@ def test_command_runs_and_rejects_bad_settings(small_study, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "first step away from w*" in result.output and "[" in result.output
     assert (out / "shortcut_success.png").exists() and (out / "shortcut_dynamics.png").exists()
-    bad = runner.invoke(sc.shortcut_command, ["--runs", "0", "--out", str(out)])
-    assert bad.exit_code != 0 and "runs must be >= 1" in bad.output
-    bad = runner.invoke(sc.shortcut_command, ["--lr", "-0.1", "--small", "--out", str(out)])
-    assert bad.exit_code != 0 and "lr must be > 0" in bad.output
+    for args, option in [(["--runs", "0"], "--runs"), (["--lr", "-0.1"], "--lr"), (["--lr", "nan"], "--lr"),
+                         (["--p", "0"], "--p"), (["--k", "-2"], "--k"), (["--steps", "0"], "--steps"),
+                         (["--warmup-steps", "-1"], "--warmup-steps"),
+                         (["--steps", "10", "--warmup-steps", "20"], "--warmup-steps"),
+                         (["--warmup-factor", "0"], "--warmup-factor"), (["--warmup-factor", "1.5"], "--warmup-factor"),
+                         (["--teacher-norm", "inf"], "--teacher-norm"), (["--a-init-scale", "-1"], "--a-init-scale"),
+                         (["--seed", "-1"], "--seed")]:
+        bad = runner.invoke(sc.shortcut_command, args + ["--small", "--out", str(out)])
+        assert bad.exit_code == 2 and option in bad.output and "Traceback" not in bad.output, (args, bad.output)
 
 
 @pytest.mark.parametrize("make, err, match", [

@@ -117,3 +117,37 @@ def test_check_out_dir_read_only_folder(tmp_path):
     ro.mkdir(mode=0o500)
     with pytest.raises(ValueError, match="permission denied"):
         check_out_dir(ro)
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077])
+def test_plots_follow_the_umask(tmp_path, mask):
+    from reskernel.plotting import figure, save
+
+    fig, ax = figure()
+    ax.plot([0, 1], [0, 1])
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    old = os.umask(mask)
+    try:
+        save(fig, tmp_path / "p.png")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "p.png").stat().st_mode & 0o777 == 0o666 & ~mask
+    assert [p.name for p in tmp_path.iterdir()] == ["p.png"]  # no temporary file left
+
+
+def test_concurrent_study_runs_keep_both_runs_rows(tmp_path):
+    """Two `lengths` processes with other seeds, started together into one --out: both
+    runs' rows are stored, and the CSV holds the same rows as the JSON."""
+    from parallel_runs import run_together
+
+    out = tmp_path / "out"
+    args = ["lengths", "--out", str(out), "--width", "4", "--depth", "2", "--seeds", "8", "--no-x64"]
+    outs = run_together(tmp_path, [args + ["--seed", "0"], args + ["--seed", "1"]])
+    assert all("9 computed, 0 reused" in o for o in outs), outs
+    rows = Table(out, "lengths", ("config", "seed")).read()
+    assert sorted(r["seed"] for r in rows) == [0] * 9 + [1] * 9
+    with open(out / "lengths.csv") as f:
+        assert sorted((r["config"], r["seed"]) for r in csv.DictReader(f)) == \
+            sorted((r["config"], str(r["seed"])) for r in rows)
+    assert sorted(p.name for p in out.iterdir()) == ["lengths.csv", "lengths.json", "lengths.png"]

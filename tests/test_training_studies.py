@@ -1,7 +1,9 @@
 """Training runs and studies: BN / SkipInit train a deep ResNet at a learning rate where
 the unnormalized one diverges; vmapped grids equal single runs; studies resume from
 their JSON; plots and commands."""
+import csv
 import json
+import os
 
 import jax
 import numpy as np
@@ -11,7 +13,7 @@ from click.testing import CliRunner
 from reskernel import training as tr
 from reskernel.studies.training import plots, studies
 from reskernel.studies.training.commands import fromage_command, skipinit_command
-from conftest import assert_close
+from conftest import HAS_DATA, NO_DATA, assert_close
 
 
 @pytest.fixture(scope="module")
@@ -58,21 +60,67 @@ def test_skipinit_study_resumes(data, tmp_path, monkeypatch):
               batch_size=None, out=out, progress=False)
     first = tr.skipinit_study(x, y, x[:16], y[:16], **kw)
     assert len(first["records"]) == 2
-    assert json.loads(out.read_text())["records"] == json.loads(json.dumps(first["records"]))
+    stored = json.loads(out.read_text())
+    assert stored["rows"] == json.loads(json.dumps(first["records"])) and stored["meta"]["study"] == "skipinit"
+    assert all(r["width"] == 8 and r["steps"] == 4 and len(r["data"]) == 16 for r in first["records"])
+    assert (tmp_path / "si.csv").read_text().count("\n") == 3
 
     def boom(*a, **k):
         raise AssertionError("a finished configuration was trained again")
 
     monkeypatch.setattr(studies, "train", boom)
     again = tr.skipinit_study(x, y, x[:16], y[:16], **kw)
-    assert again["records"] == json.loads(out.read_text())["records"]
-    with pytest.raises(ValueError, match="another study or configuration"):
-        tr.skipinit_study(x, y, x[:16], y[:16], **dict(kw, steps=5))
+    assert again["records"] == json.loads(out.read_text())["rows"]
+    part = tr.skipinit_study(x, y, x[:16], y[:16], **dict(kw, learning_rates=(0.1,)))  # a subset: stored
+    assert part["records"] == again["records"][1:]
+    with pytest.raises(AssertionError, match="trained again"):  # other data: not taken for these
+        tr.skipinit_study(x, -y, x[:16], y[:16], **kw)
+    with pytest.raises(AssertionError, match="trained again"):  # overwrite recomputes
+        tr.skipinit_study(x, y, x[:16], y[:16], overwrite=True, **kw)
     assert plots.plot_skipinit(again, tmp_path / "si.png").endswith("si.png")
     assert (tmp_path / "si.png").stat().st_size > 1000
     rows = tr.summarize_skipinit(again)
     assert {r["method"] for r in rows} == {"skipinit"} and all(r["seeds"] == 1 for r in rows)
     assert all(r["trained"] + r["stalled"] + r["diverged"] == 1 for r in rows)
+
+
+class _Umask:
+    def __init__(self, mask):
+        self.mask = mask
+
+    def __enter__(self):
+        self.old = os.umask(self.mask)
+
+    def __exit__(self, *exc):
+        os.umask(self.old)
+
+
+def test_runs_into_one_file_keep_each_others_rows(data, tmp_path, monkeypatch):
+    """A run with other settings (seed 7) writes into the file while this one trains: both
+    runs' rows stay, JSON and CSV agree, the files get the umask's permissions."""
+    x, y = data
+    out = tmp_path / "si.json"
+    # The settings of test_skipinit_study_resumes: the compiled training is reused.
+    kw = dict(depths=(2,), methods=("skipinit",), width=8, learning_rates=(0.01, 0.1), steps=4,
+              batch_size=None, out=out, progress=False)
+    train = studies.train
+
+    def train_beside_another_run(*args, **kwargs):
+        monkeypatch.setattr(studies, "train", train)
+        tr.skipinit_study(x, y, x[:16], y[:16], seed=7, **kw)
+        return train(*args, **kwargs)
+
+    monkeypatch.setattr(studies, "train", train_beside_another_run)
+    with _Umask(0o022):
+        res = tr.skipinit_study(x, y, x[:16], y[:16], seed=0, **kw)
+    assert [r["seed"] for r in res["records"]] == [0, 0]
+    rows = json.loads(out.read_text())["rows"]
+    assert sorted((r["seed"], r["learning_rate"]) for r in rows) == [(0, 0.01), (0, 0.1), (7, 0.01), (7, 0.1)]
+    with open(tmp_path / "si.csv") as f:
+        assert sorted((int(r["seed"]), float(r["learning_rate"])) for r in csv.DictReader(f)) == \
+            sorted((r["seed"], r["learning_rate"]) for r in rows)
+    for name in ("si.json", "si.csv"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
 
 
 def test_seeds_aggregate_to_mean_and_sd(data, tmp_path):
@@ -91,8 +139,8 @@ def test_seeds_aggregate_to_mean_and_sd(data, tmp_path):
     assert row["seeds"] == 2
     assert_close(row["train_loss"], np.mean(losses), rtol=1e-12)
     assert_close(row["train_loss_std"], np.std(losses, ddof=1), rtol=1e-12)
-    with pytest.raises(ValueError, match="another study or configuration"):
-        tr.skipinit_study(x, y, x[:16], y[:16], n_seeds=3, seed=3, out=tmp_path / "s.json", **kw)
+    more = tr.skipinit_study(x, y, x[:16], y[:16], n_seeds=3, seed=3, out=tmp_path / "s.json", **kw)
+    assert more["records"][:4] == res["records"] and len(json.loads((tmp_path / "s.json").read_text())["rows"]) == 6
     with pytest.raises(ValueError, match="n_seeds must be >= 1"):
         tr.skipinit_study(x, y, x[:16], y[:16], n_seeds=0, **kw)
     assert tr.mean_std([1.0, None, float("nan"), 3.0]) == (2.0, np.sqrt(2.0), 2)
@@ -141,19 +189,43 @@ def test_study_errors(data):
         tr.train(tr.MLP(1, 4), x, y, batch_size=1000)
 
 
+def test_study_files_of_other_kinds_are_named(data, tmp_path):
+    x, y = data
+    kw = dict(depths=(2,), grids={"sgd": (0.1,)}, width=4, steps=2, batch_size=None, progress=False)
+    old = tmp_path / "old.json"
+    old.write_text('{"study": "fromage", "config": {}, "records": []}')  # an earlier version's layout
+    with pytest.raises(ValueError, match="old.json is not a result table.*move it away"):
+        tr.fromage_study(x, y, x, y, out=old, **kw)
+    other = tmp_path / "other.json"
+    other.write_text('{"meta": {"study": "skipinit"}, "rows": []}')
+    with pytest.raises(ValueError, match="holds results of the skipinit study, not fromage"):
+        tr.fromage_study(x, y, x, y, out=other, **kw)
+    with pytest.raises(ValueError, match="out must name a .json file"):
+        tr.fromage_study(x, y, x, y, out=tmp_path / "f.txt", **kw)
+
+
 def test_commands_parse(tmp_path):
     runner = CliRunner()
     for cmd in (skipinit_command, fromage_command):
         r = runner.invoke(cmd, ["--help"])
         assert r.exit_code == 0 and "--small" in r.output
     r = runner.invoke(fromage_command, ["--depths", "2,x"])
-    assert r.exit_code != 0 and "comma-separated integers" in r.output
+    assert r.exit_code == 2 and "--depths" in r.output and "comma-separated integers" in r.output
     r = runner.invoke(skipinit_command, ["--help"])
     assert "--seeds" in r.output and "--lr" in r.output and "--init" not in r.output
     r = runner.invoke(fromage_command, ["--help"])
     assert "--seeds" in r.output and "--init" in r.output and "--lr " not in r.output
-    # bad settings are usage errors naming the argument, raised before any training
+    # bad settings are usage errors naming the option, raised before any training
     r = runner.invoke(fromage_command, ["--depths", "0,2", "--out", str(tmp_path)])
-    assert r.exit_code == 2 and "depth must be >= 1" in r.output
+    assert r.exit_code == 2 and "--depths" in r.output and ">= 1" in r.output
     r = runner.invoke(fromage_command, ["--depths", "2", "--seeds", "0", "--out", str(tmp_path)])
-    assert r.exit_code == 2 and "n_seeds must be >= 1" in r.output
+    assert r.exit_code == 2 and "--seeds" in r.output
+    r = runner.invoke(skipinit_command, ["--lr", "0.1,nan", "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "--lr" in r.output
+
+
+@pytest.mark.skipif(not HAS_DATA, reason=NO_DATA)
+def test_batch_size_larger_than_the_data_is_a_usage_error(tmp_path):
+    r = CliRunner().invoke(fromage_command, ["--batch-size", "1000000", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "--batch-size" in r.output and "training images" in r.output, r.output
+    assert not (tmp_path / "o").exists()

@@ -1,9 +1,12 @@
 """The success-rate study: how often gradient descent reaches the global minimum
 rather than the spurious one, with and without the shortcut, from w_0 = 0 or a
 random filter, with and without the first-layer warm-up, over a grid of patch
-dimensions p and patch counts k. Results go to <out>/shortcut_success.json
-(and .csv), written atomically after every configuration; a rerun skips the
-configurations already there with the same settings.
+dimensions p and patch counts k. Results go to the result table
+<out>/shortcut_success.json (and its CSV view .csv) of reskernel's result store:
+after every configuration its row is merged into the stored ones under the
+folder's lock, so runs with other settings (or at the same time) into one folder
+keep all their rows; a rerun skips the configurations already there with the
+same settings.
 
 Each configuration's success rate comes with its binomial standard error and a
 95% Wilson score interval over its `runs` independent teachers and
@@ -12,14 +15,9 @@ whose first step points away from w* (`first_step` < 0).
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import itertools
-import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Dict, Iterable, Optional
 
@@ -29,6 +27,7 @@ from tqdm.auto import tqdm
 
 from ..._checks import positive_int
 from ...core.arch import _check_scale
+from .._store import Table, locked, read_document, write_json_atomic
 from .dynamics import (GLOBAL, SPURIOUS, UNCONVERGED, Schedule, first_step, gradient_descent, outcomes,
                        sample_problems)
 from .model import ConvNet
@@ -70,14 +69,11 @@ def _variants(settings: StudySettings):
     return list(itertools.product((True, False), (0.0, settings.random_w_norm), warm))
 
 
-def _key_of(entry: dict) -> tuple:
-    return tuple(entry[f] for f in _KEY_FIELDS)
-
-
 _SETTING_FIELDS = [f.name for f in dataclasses.fields(StudySettings)]
 _KEY_FIELDS = ["p", "k", "shortcut", "w_init_norm", "warmup"] + _SETTING_FIELDS
-_CSV_FIELDS = _KEY_FIELDS + ["global", "spurious", "unconverged", "success_rate", "success_se", "success_lo",
-                             "success_hi", "first_step_away"]
+_META = {"study": "shortcut", "rows": "one row per configuration (p, k, shortcut, w_init_norm, warmup) and "
+         "settings: outcome counts over the runs, success_rate = global / runs, its binomial standard "
+         "error success_se and 95% Wilson interval [success_lo, success_hi], first_step_away (w_0 = 0 only)"}
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple:
@@ -111,39 +107,29 @@ def _run_config(p, k, shortcut, w_init_norm, warmup, s: StudySettings) -> dict:
     return entry
 
 
-def _write_atomic(path: Path, text: str):
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+def _table(out) -> Table:
+    """The result table of the folder `out`; a file in the layout of earlier versions
+    ({"entries": [...]}) is converted in place first, keeping its entries."""
+    table = Table(out, RESULTS_NAME, _KEY_FIELDS)
+    if table.json.exists():
+        with locked(table.folder):
+            doc = read_document(table.json, {"entries": list})
+            if doc is not None and "rows" not in doc and "entries" in doc:
+                write_json_atomic(table.json, {"meta": _META, "rows": doc["entries"]})
+    return table
 
 
-def _save(out: Path, entries: list):
-    _write_atomic(out / f"{RESULTS_NAME}.json", json.dumps({"entries": entries}, indent=1))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=_CSV_FIELDS, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(entries)
-    _write_atomic(out / f"{RESULTS_NAME}.csv", buf.getvalue())
+def _completed(entry: dict) -> dict:
+    """An entry with the fields that files of earlier versions lack (the interval, first-step counts)."""
+    if "success_lo" not in entry:
+        entry["success_lo"], entry["success_hi"] = wilson_interval(entry["global"], entry["runs"])
+    entry.setdefault("first_step_away", None)
+    return entry
 
 
 def load_results(out) -> list:
-    """Entries of <out>/shortcut_success.json ([] when absent)."""
-    path = Path(out) / f"{RESULTS_NAME}.json"
-    if not path.exists():
-        return []
-    with open(path) as f:
-        entries = json.load(f)["entries"]
-    for e in entries:   # files written before the interval and first-step counts were recorded
-        if "success_lo" not in e:
-            e["success_lo"], e["success_hi"] = wilson_interval(e["global"], e["runs"])
-        e.setdefault("first_step_away", None)
-    return entries
+    """Rows of <out>/shortcut_success.json ([] when absent); the CSV is regenerated from them."""
+    return [_completed(e) for e in _table(out).merge()]
 
 
 def _sizes(name, values) -> tuple:
@@ -171,22 +157,20 @@ def run_success_study(out, *, patch_dims: Iterable[int] = (4, 8, 16, 32),
     if not isinstance(settings, StudySettings):
         raise TypeError(f"settings must be a StudySettings, got {type(settings).__name__}")
     ps, ks = _sizes("patch_dims", patch_dims), _sizes("patches", patches)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    entries = load_results(out)
-    done = {_key_of(e) for e in entries}
+    table = _table(Path(out))
+    index = {table.key(e): _completed(e) for e in table.merge()}  # checks the rows, repairs the CSV
     common = dataclasses.asdict(settings)
-    todo, wanted = [], []
-    for p, k, (sc, w0, warm) in itertools.product(ps, ks, _variants(settings)):
-        key = _key_of(dict(p=p, k=k, shortcut=sc, w_init_norm=w0, warmup=warm, **common))
-        wanted.append(key)
-        if key not in done:
-            todo.append((p, k, sc, w0, warm))
+    configs = [(p, k, sc, w0, warm) for p, k, (sc, w0, warm) in itertools.product(ps, ks, _variants(settings))]
+    key = lambda c: table.key(dict(zip(("p", "k", "shortcut", "w_init_norm", "warmup"), c), **common))
+    todo = [c for c in configs if key(c) not in index]
     for cfg in tqdm(todo, desc="shortcut success study", disable=not progress):
-        entries.append(_run_config(*cfg, settings))
-        _save(out, entries)
-    index = {_key_of(e): e for e in entries}
-    return [index[key] for key in wanted]
+        index.update((table.key(e), _completed(e)) for e in table.read())  # another run into `out` may have done it
+        if key(cfg) in index:
+            continue
+        entry = _run_config(*cfg, settings)
+        index[key(cfg)] = entry
+        index.update((table.key(e), e) for e in table.merge([entry], _META))
+    return [index[key(c)] for c in configs]
 
 
 def dynamics_example(p: int = 16, k: int = 16, *, settings: Optional[StudySettings] = None,

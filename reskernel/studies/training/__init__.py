@@ -6,7 +6,7 @@
                 route for zero-initialized leaves
   fit           jitted training (lax.scan over steps, vmapped over learning rates)
   trust         deep relative trust: relative change of function and gradients
-  studies       stream_study, skipinit_study, fromage_study (resumable JSON)
+  studies       stream_study, skipinit_study, fromage_study (resumable result tables)
   plots         PNG plots of the studies
   commands      click commands `skipinit` and `fromage`
 

@@ -8,6 +8,7 @@ seeds change the initialization and the minibatch order.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
@@ -15,36 +16,54 @@ import click
 __all__ = ["skipinit_command", "fromage_command"]
 
 
-def _ints(text):
+def _ints(ctx, param, value):
+    """Comma-separated depths, each >= 1."""
     try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
+        values = tuple(int(v) for v in value.split(",") if v.strip())
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers, got {text!r}") from None
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
+    if not values or min(values) < 1:
+        raise click.BadParameter(f"expected comma-separated integers >= 1, got {value!r}")
+    return values
 
 
-def _floats(text):
+def _floats(ctx, param, value):
+    """Comma-separated learning rates, each finite and > 0."""
     try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
+        values = tuple(float(v) for v in value.split(",") if v.strip())
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated numbers, got {text!r}") from None
+        raise click.BadParameter(f"expected comma-separated numbers, got {value!r}") from None
+    if not values or not all(math.isfinite(v) and v > 0 for v in values):
+        raise click.BadParameter(f"expected comma-separated finite numbers > 0, got {value!r}")
+    return values
 
 
-def _common_options(*, dataset: str, out: str, depths: str, width: int, steps: int, small: str):
+def _common_options(*, dataset: str, out: str, depths: str, width: int, steps: int, small: str, files: str):
     """The options both training commands share (defaults per command), in --help order."""
     options = [
-        click.option("--dataset", type=click.Choice(["mnist2", "cifar2"]), default=dataset, show_default=True),
-        click.option("--out", "out_dir", type=click.Path(file_okay=False), default=out, show_default=True),
-        click.option("--depths", default=depths, show_default=True, help="comma-separated depths"),
-        click.option("--width", type=int, default=width, show_default=True),
-        click.option("--steps", type=int, default=steps, show_default=True),
-        click.option("--batch-size", type=int, default=128, show_default=True),
-        click.option("--seed", type=int, default=0, show_default=True,
-                     help="first training seed (init and minibatch order)"),
-        click.option("--seeds", "n_seeds", type=int, default=1, show_default=True,
-                     help="number of training seeds: seed, seed+1, ... (mean and sd are reported)"),
-        click.option("--data-dir", type=click.Path(), default=None, help="data folder (else $RESKERNEL_DATA)"),
+        click.option("--dataset", type=click.Choice(["mnist2", "cifar2"]), default=dataset, show_default=True,
+                     help="Two-class data: mnist2 (digits 4 vs 9) or cifar2 (airplane vs automobile), every "
+                          "training and test image of the two classes."),
+        click.option("--out", "out_dir", type=click.Path(file_okay=False), default=out, show_default=True,
+                     help=f"Folder for {files}; reruns resume there, and runs with other settings (also at the "
+                          "same time) add their rows."),
+        click.option("--depths", default=depths, show_default=True, callback=_ints,
+                     help="Comma-separated depths (hidden layers or residual blocks), each >= 1."),
+        click.option("--width", type=click.IntRange(min=1), default=width, show_default=True,
+                     help="Hidden width (neurons per layer), >= 1."),
+        click.option("--steps", type=click.IntRange(min=1), default=steps, show_default=True,
+                     help="Training steps (minibatch updates), >= 1."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True,
+                     help="Training examples per minibatch, from 1 to the training set's size."),
+        click.option("--seed", type=click.IntRange(min=0, max=2**31 - 1), default=0, show_default=True,
+                     help="First training seed (init and minibatch order), >= 0."),
+        click.option("--seeds", "n_seeds", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Number of training seeds: seed, seed+1, ... (mean and sd are reported), >= 1."),
+        click.option("--data-dir", type=click.Path(), default=None, help="Data folder (else $RESKERNEL_DATA)."),
         click.option("--small", is_flag=True, help=small),
-        click.option("--overwrite", is_flag=True, help="discard earlier results in --out"),
+        click.option("--overwrite", is_flag=True,
+                     help="Recompute (and replace) the results --out already holds for these settings; "
+                          "results of other settings are kept."),
     ]
 
     def decorate(f):
@@ -53,6 +72,12 @@ def _common_options(*, dataset: str, out: str, depths: str, width: int, steps: i
         return f
 
     return decorate
+
+
+def _check_batch(batch_size, n_train):
+    if batch_size > n_train:
+        raise click.BadParameter(f"must be <= the {n_train} training images, got {batch_size}",
+                                 param_hint="'--batch-size'")
 
 
 def _study(fn, *args, **kwargs):
@@ -67,11 +92,13 @@ def _pm(mean, std, spec=".3f"):
     return "-" if mean is None else f"{mean:{spec}}+-{std:{spec}}"
 
 
-@click.command("skipinit")
+@click.command("skipinit", context_settings={"help_option_names": ["-h", "--help"]})
 @_common_options(dataset="cifar2", out="results/skipinit", depths="10,30,100,300", width=64, steps=300,
-                 small="a quick run (about 30 s on 2 CPU cores): depth 30, width 32, 60 steps at lr 0.01; "
-                       "stream statistics to depth 20")
-@click.option("--lr", "lrs", default="0.001,0.01,0.1", show_default=True, help="comma-separated SGD learning rates")
+                 small="A quick run (about 30 s on 2 CPU cores): depth 30, width 32, 60 steps at lr 0.01; "
+                       "stream statistics to depth 20.",
+                 files="stream.json/.csv/.png and skipinit.json/.csv/.png")
+@click.option("--lr", "lrs", default="0.001,0.01,0.1", show_default=True, callback=_floats,
+              help="Comma-separated SGD learning rates, each > 0.")
 def skipinit_command(dataset, out_dir, depths, width, steps, batch_size, seed, n_seeds, data_dir, small,
                      overwrite, lrs):
     """Batch norm and SkipInit bias residual blocks toward the identity: forward
@@ -79,11 +106,11 @@ def skipinit_command(dataset, out_dir, depths, width, steps, batch_size, seed, n
     from .plots import plot_skipinit, plot_stream
     from .studies import load_two_class, skipinit_study, stream_study, summarize_skipinit
 
-    depths, lrs = _ints(depths), _floats(lrs)
     if small:
         depths, width, steps, lrs = (30,), 32, 60, (0.01,)
     out = Path(out_dir)
     x_train, y_train, x_test, y_test = load_two_class(dataset, data_dir=data_dir)
+    _check_batch(batch_size, len(y_train))
     stream = _study(stream_study, x_train[:64], depth=20 if small else min(max(depths, default=1), 100),
                     width=max(width, 64), n_seeds=8 if small else 16, out=out / "stream.json")
     click.echo(f"stream statistics: {plot_stream(stream, out / 'stream.png')}")
@@ -104,22 +131,24 @@ def skipinit_command(dataset, out_dir, depths, width, steps, batch_size, seed, n
                    f"{r['trained']}/{r['stalled']}/{r['diverged']}")
 
 
-@click.command("fromage")
+@click.command("fromage", context_settings={"help_option_names": ["-h", "--help"]})
 @_common_options(dataset="mnist2", out="results/fromage", depths="2,5,10,15,20,25,30,40,50", width=128,
-                 steps=500, small="a quick run (about 35 s on 2 CPU cores): depths 2 and 10, width 64, 100 steps")
+                 steps=500, small="A quick run (about 35 s on 2 CPU cores): depths 2 and 10, width 64, 100 steps.",
+                 files="fromage.json/.csv/.png")
 @click.option("--init", type=click.Choice(["pytorch", "he"]), default="pytorch", show_default=True,
-              help="pytorch: nn.Linear's default init, as in the paper")
+              help="Weight init: pytorch (nn.Linear's default, as in the paper) or he (N(0, 2/fan-in) weights, "
+                   "zero biases).")
 def fromage_command(dataset, out_dir, depths, width, steps, batch_size, seed, n_seeds, data_dir, small,
                     overwrite, init):
     """Fromage vs SGD/Adam/LARS on MLPs of growing depth: best training accuracy per depth."""
     from .plots import plot_fromage
     from .studies import fromage_study, load_two_class, summarize_fromage
 
-    depths = _ints(depths)
     if small:
         depths, width, steps = (2, 10), 64, 100
     out = Path(out_dir)
     x_train, y_train, x_test, y_test = load_two_class(dataset, data_dir=data_dir)
+    _check_batch(batch_size, len(y_train))
     res = _study(fromage_study, x_train, y_train, x_test, y_test, depths=depths, width=width, init=init,
                  steps=steps, batch_size=batch_size, seed=seed, n_seeds=n_seeds, out=out / "fromage.json",
                  overwrite=overwrite)
