@@ -1,4 +1,5 @@
 """Shared fixtures: float64 switched on per test, data directory, tolerances."""
+import contextlib
 import os
 from pathlib import Path
 
@@ -65,3 +66,13 @@ def assert_close(actual, desired, *, rtol=None, atol=0.0, err_msg=""):
     actual = np.asarray(actual)
     rtol = RTOL[actual.dtype] if rtol is None else rtol
     np.testing.assert_allclose(actual, np.asarray(desired), rtol=rtol, atol=atol, err_msg=err_msg)
+
+
+@contextlib.contextmanager
+def umask(mask):
+    """The process umask set to `mask` inside the block (for the file-mode tests)."""
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)

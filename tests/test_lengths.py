@@ -6,7 +6,6 @@ Every simulation uses a fixed key; sizes are chosen so that Sum 1/n_j stays mode
 and a few compiled shapes are shared between tests (same depth, padded width, chunk)."""
 import json
 import math
-import os
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 
 from reskernel import lengths as L
+from conftest import umask
 
 Z = 4.0          # "several standard errors"
 SEEDS = 4000
@@ -284,17 +284,6 @@ def test_cli_writes_json_and_png_and_resumes(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))
 
 
-class _Umask:
-    def __init__(self, mask):
-        self.mask = mask
-
-    def __enter__(self):
-        self.old = os.umask(self.mask)
-
-    def __exit__(self, *exc):
-        os.umask(self.old)
-
-
 def test_runs_into_one_folder_keep_each_others_rows(tmp_path, monkeypatch):
     """A run with another seed writes into the folder while this one simulates: both runs'
     rows stay (each merge reads the stored rows under the lock), and the files get the
@@ -310,7 +299,7 @@ def test_runs_into_one_folder_keep_each_others_rows(tmp_path, monkeypatch):
         return simulate(*args, **kwargs)
 
     monkeypatch.setattr(_study, "simulate", simulate_beside_another_run)
-    with _Umask(0o022):
+    with umask(0o022):
         res = L.study(tmp_path, seed=0, **kw)
     assert len(res["computed"]) == 9 and set(res["results"]) == CONFIGS
     rows = json.loads((tmp_path / "lengths.json").read_text())["rows"]

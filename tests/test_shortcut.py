@@ -4,7 +4,6 @@ gradient-descent outcome statistics, the study's files, and boundary errors."""
 import csv
 import dataclasses
 import json
-import os
 
 import jax
 import jax.flatten_util
@@ -15,6 +14,7 @@ from click.testing import CliRunner
 
 from reskernel import shortcut as sc
 from reskernel.studies.shortcut import study
+from conftest import umask
 
 
 def _random_params(key, p, k, scale=1.0):
@@ -198,17 +198,6 @@ def test_study_writes_resumes_and_plots(small_study, monkeypatch, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-class _Umask:
-    def __init__(self, mask):
-        self.mask = mask
-
-    def __enter__(self):
-        self.old = os.umask(self.mask)
-
-    def __exit__(self, *exc):
-        os.umask(self.old)
-
-
 def test_runs_into_one_folder_keep_each_others_rows(small_study, tmp_path, monkeypatch):
     """A run with another seed writes into the folder while this one computes: both runs'
     rows stay, JSON and CSV agree, the files get the umask's permissions."""
@@ -221,7 +210,7 @@ def test_runs_into_one_folder_keep_each_others_rows(small_study, tmp_path, monke
         return run_config(*args)
 
     monkeypatch.setattr(study, "_run_config", run_beside_another_run)
-    with _Umask(0o022):
+    with umask(0o022):
         entries = sc.run_success_study(tmp_path, patch_dims=(3,), patches=(2,), settings=_SMALL, progress=False)
     assert entries == small_study[1]  # the same settings give the same rates, wherever they are stored
     rows = sc.load_results(tmp_path)

@@ -3,7 +3,6 @@ the unnormalized one diverges; vmapped grids equal single runs; studies resume f
 their JSON; plots and commands."""
 import csv
 import json
-import os
 
 import jax
 import numpy as np
@@ -13,7 +12,7 @@ from click.testing import CliRunner
 from reskernel import training as tr
 from reskernel.studies.training import plots, studies
 from reskernel.studies.training.commands import fromage_command, skipinit_command
-from conftest import HAS_DATA, NO_DATA, assert_close
+from conftest import HAS_DATA, NO_DATA, assert_close, umask
 
 
 @pytest.fixture(scope="module")
@@ -84,17 +83,6 @@ def test_skipinit_study_resumes(data, tmp_path, monkeypatch):
     assert all(r["trained"] + r["stalled"] + r["diverged"] == 1 for r in rows)
 
 
-class _Umask:
-    def __init__(self, mask):
-        self.mask = mask
-
-    def __enter__(self):
-        self.old = os.umask(self.mask)
-
-    def __exit__(self, *exc):
-        os.umask(self.old)
-
-
 def test_runs_into_one_file_keep_each_others_rows(data, tmp_path, monkeypatch):
     """A run with other settings (seed 7) writes into the file while this one trains: both
     runs' rows stay, JSON and CSV agree, the files get the umask's permissions."""
@@ -111,7 +99,7 @@ def test_runs_into_one_file_keep_each_others_rows(data, tmp_path, monkeypatch):
         return train(*args, **kwargs)
 
     monkeypatch.setattr(studies, "train", train_beside_another_run)
-    with _Umask(0o022):
+    with umask(0o022):
         res = tr.skipinit_study(x, y, x[:16], y[:16], seed=0, **kw)
     assert [r["seed"] for r in res["records"]] == [0, 0]
     rows = json.loads(out.read_text())["rows"]
