@@ -28,11 +28,9 @@ import math
 
 import numpy as np
 
-__all__ = ["KINDS", "relu_duals", "ffnet_layer", "resnet_branch", "resnet_layer", "step", "initial", "read", "schedule",
-           "numpy_angle", "run_numpy", "run_state", "advance", "angle", "advance_layer",
-           "correlation"]
+__all__ = ["relu_duals", "ffnet_layer", "resnet_branch", "resnet_layer", "step", "initial", "read", "schedule",
+           "numpy_angle", "run_numpy", "run_state", "advance", "angle", "advance_layer"]
 
-KINDS = ("ffnet", "resnet")
 PI = math.pi
 INV_PI = 1.0 / math.pi
 
@@ -94,11 +92,6 @@ def initial(kind, rho0, trained):
     if kind == "ffnet":
         return 1.0 - rho0, 0.0 * rho0
     return rho0, (rho0 if trained == "all" else 0.0 * rho0)
-
-
-def correlation(kind, first):
-    """rho from the state's first component."""
-    return 1.0 - first if kind == "ffnet" else first
 
 
 def read(kind, first, q, s, trained):

@@ -200,13 +200,13 @@ def _interpolated(x1, x2, angles, band, symmetric):
     y = x1 if symmetric else x2
     m1 = jnp.linalg.norm(x1, axis=-1)
     m2 = m1 if symmetric else jnp.linalg.norm(y, axis=-1)
-    rho = jnp.clip(jnp.matmul(x1, y.T, precision=jax.lax.Precision.HIGHEST) / (m1[:, None] * m2[None, :]), -1.0, 1.0)
+    norms = m1[:, None] * m2[None, :]
+    rho = jnp.clip(jnp.matmul(x1, y.T, precision=jax.lax.Precision.HIGHEST) / norms, -1.0, 1.0)
     flag = (rho > band[0]) | (rho < band[1])
     if symmetric:
         eye = jnp.eye(rho.shape[0], dtype=bool)
         flag = flag & ~eye
         rho = jnp.where(eye, jnp.ones_like(rho), rho)
-    norms = m1[:, None] * m2[None, :]
     theta = arccos(rho)
     return tuple(jnp.where(flag, jnp.nan, tabulated.evaluate(a, theta) * norms) for a in angles)
 
