@@ -88,22 +88,26 @@ def main():
     """reskernel: infinite-width kernels of deep feedforward nets and ResNets."""
 
 
-def _widths(ctx, param, value):
-    try:
-        widths = [int(w) for w in value.split(",") if w.strip()]
-    except ValueError:
-        raise click.BadParameter(f"widths must be comma-separated ints, got {value!r}") from None
-    if not widths:
-        raise click.BadParameter("give at least one width")
-    if min(widths) < 1:
-        raise click.BadParameter(f"widths must be >= 1, got {min(widths)}")
-    return sorted(set(widths))
+def comma_ints(name, *, unique=False):
+    """A click callback reading comma-separated ints >= 1 for the option `name` (plural), as
+    given or, with unique, sorted without repeats; bad values raise click.BadParameter."""
+    def convert(ctx, param, value):
+        try:
+            vals = [int(v) for v in value.split(",") if v.strip()]
+        except ValueError:
+            raise click.BadParameter(f"{name} must be comma-separated ints, got {value!r}") from None
+        if not vals:
+            raise click.BadParameter(f"give at least one {name[:-1]}")
+        if min(vals) < 1:
+            raise click.BadParameter(f"{name} must be >= 1, got {min(vals)}")
+        return sorted(set(vals)) if unique else vals
+    return convert
 
 
 @main.command(context_settings=CONTEXT)
 @click.option("--out", default="results/demo", show_default=True, type=click.Path(file_okay=False),
               callback=_out_dir, help="Folder for demo.json and demo.png.")
-@click.option("--widths", default="64,256,1024,4096", show_default=True, callback=_widths,
+@click.option("--widths", default="64,256,1024,4096", show_default=True, callback=comma_ints("widths", unique=True),
               help="Comma-separated widths m >= 1.")
 @click.option("--depth", default=10, show_default=True, type=click.IntRange(min=1),
               help="Depth L of both networks (hidden layers of the FFNet, blocks of the ResNet).")

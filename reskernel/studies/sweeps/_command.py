@@ -6,25 +6,12 @@ from pathlib import Path
 import click
 import numpy as np
 
+from ...cli import comma_ints
 from .._store import out_dir_callback
 from ._run import sweep
 from ._spec import parse_arch
 
 __all__ = ["sweep_command"]
-
-
-def _ints(name):
-    def convert(ctx, param, value):
-        try:
-            vals = [int(v) for v in value.split(",") if v.strip()]
-        except ValueError:
-            raise click.BadParameter(f"{name} must be comma-separated ints, got {value!r}") from None
-        if not vals:
-            raise click.BadParameter(f"give at least one {name[:-1]}")
-        if min(vals) < 1:
-            raise click.BadParameter(f"{name} must be >= 1, got {min(vals)}")
-        return vals
-    return convert
 
 
 def _archs(ctx, param, value):
@@ -54,9 +41,9 @@ def _load_inputs(ctx, param, value):
               "there, and runs over other grids (same --seed, --dtype, --trained, inputs) add to it.")
 @click.option("--archs", default="ffnet,resnet:1,resnet:0.75,resnet:0.5", show_default=True, callback=_archs,
               help="Comma-separated: ffnet, resnet, resnet:GAMMA.")
-@click.option("--depths", default="4,16", show_default=True, callback=_ints("depths"),
+@click.option("--depths", default="4,16", show_default=True, callback=comma_ints("depths"),
               help="Comma-separated depths L >= 1.")
-@click.option("--widths", default="64,128,256,512,1024", show_default=True, callback=_ints("widths"),
+@click.option("--widths", default="64,128,256,512,1024", show_default=True, callback=comma_ints("widths"),
               help="Comma-separated widths m >= 1 (a network must fit the memory budget).")
 @click.option("--seeds", default=8, show_default=True, type=click.IntRange(min=1),
               help="Networks per (arch, depth, width).")
