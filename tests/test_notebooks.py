@@ -27,11 +27,16 @@ _UMASK = os.umask(0)  # read once (there is no getter), to give written files th
 os.umask(_UMASK)
 
 
-def _builder():
-    spec = importlib.util.spec_from_file_location("notebooks_build", NB_DIR / "_build.py")
+def _script(name):
+    """notebooks/<name>.py loaded as a module (the notebooks folder is no package)."""
+    spec = importlib.util.spec_from_file_location(f"notebooks{name}", NB_DIR / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def _builder():
+    return _script("_build")
 
 
 def test_notebooks_present():
@@ -170,10 +175,7 @@ def _save(nb, path):
 
 
 def _renderer():
-    spec = importlib.util.spec_from_file_location("notebooks_render", NB_DIR / "_render.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return _script("_render")
 
 
 def _tiny(path, source):
