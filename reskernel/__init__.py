@@ -17,6 +17,7 @@ _MODULES = {
     "core": "reskernel.core", "nets": "reskernel.nets", "inference": "reskernel.inference",
     "studies": "reskernel.studies", "data": "reskernel.data", "precision": "reskernel.precision",
     "plotting": "reskernel.plotting",
+    "activations": "reskernel.core.activations", "quadrature": "reskernel.core.quadrature",
     "analytic": "reskernel.core.analytic", "arccos": "reskernel.core.arccos", "arch": "reskernel.core.arch",
     "blocked": "reskernel.core.blocked", "limits": "reskernel.core.limits", "tabulated": "reskernel.core.tabulated",
     "regression": "reskernel.inference.regression", "empirical": "reskernel.nets.empirical",
@@ -31,9 +32,10 @@ _NAMES = {
     "blocked_kernel": "reskernel.core.blocked", "row_mesh": "reskernel.core.blocked",
     "sharded_kernel": "reskernel.core.blocked", "empirical_kernel": "reskernel.nets.empirical",
     "Network": "reskernel.nets.networks", "network": "reskernel.nets.networks",
+    "Numerical": "reskernel.core.quadrature",
 }
 
-__all__ = sorted(set(_NAMES) | {"analytic", "blocked", "data", "depth_study", "inference", "lengths", "limits",
+__all__ = sorted(set(_NAMES) | {"activations", "quadrature", "analytic", "blocked", "data", "depth_study", "inference", "lengths", "limits",
                                 "nets", "precision", "regression", "shortcut", "studies", "sweeps", "training",
                                 "core"})
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import _checks
 from ..precision import enable_x64
-from . import engine, precise, tabulated
+from . import engine, general, precise, tabulated
 from .arch import FeedForward, ResNet, check_arch, check_trained
 from .tiles import GET, TILE, _jit, _kernel, correlations, recursion
 
@@ -109,6 +109,10 @@ def correlation_kernels(arch, rho0, *, trained="hidden", all_depths=False) -> Ke
     if values is not None and not (np.abs(values) <= 1).all():
         bad = values[~(np.abs(values) <= 1)].ravel()[0]
         raise ValueError(f"rho0 must hold correlations in [-1, 1]; found {bad!r}")
+    if not arch.default:
+        if values is None:
+            raise ValueError("correlation_kernels of a general arch (activation, variances) needs concrete rho0")
+        return Kernel(*general.correlation_kernels(arch, rho0, trained, all_depths))
     _check_range(arch, rho0.dtype)
     nngp, ntk = _correlation_kernels(rho0, schedule(arch, rho0.dtype), kind=kind_of(arch), depth=arch.depth,
                                      trained=trained, all_depths=all_depths)
@@ -151,6 +155,11 @@ def plan(arch, trained, picked, x1, x2, *, method, all_depths, reads=None) -> Pl
     dtype = x1.dtype
     traced = _checks.traced(x1, x2)
     single = jnp.finfo(dtype).bits <= 32
+    if not arch.default:
+        if method == "table":
+            raise ValueError("method='table' serves the default ReLU nets only; this arch "
+                             f"({arch.activation.label}, w_var={arch.w_var:g}, b_var={arch.b_var:g}) runs the recursion")
+        return Plan(None, None, None, dtype)
     if method == "recursion" or (method == "auto" and (traced or not single)):
         return Plan(None, None, None, dtype)
     if reads is None and all_depths:
@@ -185,7 +194,10 @@ def _exponent(x) -> int:
 def compute(arch, trained, picked, x1, x2, p: Plan, *, all_depths, tile=TILE):
     """The kernels `picked` between x1 and x2 (None: symmetric) as planned: a tuple of arrays
     in x1's dtype, ([L,] n1, n2). Inputs whose norms are far from 1 are scaled by powers of two
-    (exact) before the Gram product, and the kernels scaled back (they are homogeneous)."""
+    (exact) before the Gram product, and the kernels scaled back (they are homogeneous).
+    General archs (activation, variances): reskernel.core.general."""
+    if not arch.default:
+        return general.general_kernel(arch, trained, picked, x1, x2, all_depths=all_depths, tile=tile)
     e1 = _exponent(x1)
     e2 = e1 if x2 is None else _exponent(x2)
     if e1 or e2:
@@ -236,6 +248,8 @@ def prepare(arch, x1, x2, trained, all_depths=False):
     arch, trained = check_arch(arch), check_trained(trained)
     all_depths = _checks.boolean("all_depths", all_depths)
     x1, x2 = _checks.inputs(x1, x2)
+    if not arch.default:  # range checked from the diagonals (reskernel.core.general)
+        return arch, trained, x1, x2, all_depths
     r1 = _norm_range(x1)
     _check_range(arch, x1.dtype, (r1, r1 if x2 is None else _norm_range(x2)))
     return arch, trained, x1, x2, all_depths

@@ -17,7 +17,17 @@ arrays for the per-layer weight h.
   FFNet layer:     rho <- k1(rho),  q <- (q + rho) k0(rho)          (in u = 1 - rho)
   ResNet block:    (rho, q) <- (rho, q) + h * branch(rho, q),  h = a^2 / (1 + a^2)
   branch:          (k1(rho) - rho,  (q + rho) k0(rho) + k1(rho) - q)
-The branch is also the right-hand side of the gamma = 1/2 depth limit (an ODE in
+The general maps (any activation phi with duals V, Vdot of reskernel.core.activations, weight
+and bias variances; `general_*`) act on the unnormalized pair state, each input's variance
+carried beside it (the kernels then depend on the norms, not only on the angle):
+
+  FFNet layer:     (Sigma, T) <- (w_var V(Sigma) + b_var,  w_var Vdot(Sigma) (T + Sigma))
+  ResNet block:    Sigma = w_var K + b_var,
+                   (K, Theta) <- (K + a^2 V(Sigma),  Theta + a^2 (V + Vdot (Sigma + w_var Theta)))
+with Sigma the pre-activation covariance (FFNet), T the NTK of the layers so far, K the
+stream's covariance; the ReLU maps above are their special case at w_var = 2, b_var = 0,
+normalized by the diagonal (tests/test_general.py checks the two against each other).
+The ReLU branch is also the right-hand side of the gamma = 1/2 depth limit (an ODE in
 tau = l / L, reskernel.limits). With pi k0 = pi - theta and pi (k1 - rho) = sin theta -
 theta rho, a layer costs one angle and sine plus ~10 multiplies and adds, no division;
 pi (k1 - rho) vanishes exactly at rho = 1, so identical inputs keep rho = 1 exactly.
@@ -28,7 +38,7 @@ import math
 
 import numpy as np
 
-__all__ = ["relu_duals", "ffnet_layer", "resnet_branch", "resnet_layer", "step", "initial", "read", "schedule",
+__all__ = ["general_layer", "general_initial", "general_read", "general_diagonal", "relu_duals", "ffnet_layer", "resnet_branch", "resnet_layer", "step", "initial", "read", "schedule",
            "numpy_angle", "run_numpy", "run_state", "advance", "angle", "advance_layer"]
 
 PI = math.pi
@@ -155,3 +165,58 @@ def run_numpy(kind, rho0, sched, trained, reads=None):
     if reads is None:
         return read(kind, first, q, sched[-1, 1], trained)
     return tuple(np.stack(v) for v in zip(*seen))
+
+
+def general_layer(kind, arch, state, t1, t2, a2=None):
+    """One layer of a general `arch` on the pair state (Sigma, T) (FFNet) or (K, Theta)
+    (ResNet); t1, t2: the activation's row terms (activations.Activation.row_terms) of the
+    two inputs at the variances the activation sees; a2: the block's a_l^2."""
+    first, second = state
+    act, w_var, b_var = arch.activation, arch.w_var, arch.b_var
+    if kind == "ffnet":
+        v, vdot = act.pair(t1, t2, first)
+        return w_var * v + b_var, w_var * vdot * (second + first)
+    sigma = w_var * first + b_var
+    v, vdot = act.pair(t1, t2, sigma)
+    return first + a2 * v, second + a2 * (v + vdot * (sigma + w_var * second))
+
+
+def general_initial(kind, arch, gram, trained):
+    """The pair state before the first layer from the inputs' Gram entries x . x':
+    (Sigma_1, 0) (FFNet); (K_0, Theta_0) (ResNet: Theta_0 = K_0 when the embedding is trained)."""
+    k0 = arch.in_var * gram + arch.b_var
+    return k0, (k0 if kind == "resnet" and trained == "all" else 0.0 * k0)
+
+
+def general_read(kind, arch, state, trained):
+    """(nngp, ntk) of the net's output from the pair state after a layer."""
+    first, second = state
+    if kind == "ffnet":
+        nngp, ntk = first, second
+    else:
+        nngp, ntk = arch.out_var * first + arch.b_var, arch.out_var * second
+    return nngp, (ntk + nngp if trained == "all" else ntk)
+
+
+def general_diagonal(kind, arch, sq, trained="hidden"):
+    """Each input's diagonal through the depth, host float64, from squared norms sq (n,):
+    (seen, nngp, ntk), each (L, n): the variance the activation sees in layer l, and the
+    output's NNGP and NTK diagonals after layer l (the depth-l net)."""
+    from .arch import ResNet
+
+    act = arch.activation
+    a2 = np.asarray(arch.branch_scales, np.float64) ** 2 if isinstance(arch, ResNet) else None
+    first, second = general_initial(kind, arch, np.asarray(sq, np.float64), trained)
+    seen, nngp, ntk = [], [], []
+    for layer in range(arch.depth):
+        var = first if kind == "ffnet" else arch.w_var * first + arch.b_var
+        v, vdot = act.diagonal(var)
+        seen.append(var)
+        if kind == "ffnet":
+            first, second = arch.w_var * v + arch.b_var, arch.w_var * vdot * (second + first)
+        else:
+            first, second = first + a2[layer] * v, second + a2[layer] * (v + vdot * (var + arch.w_var * second))
+        n, t = general_read(kind, arch, (first, second), trained)
+        nngp.append(n)
+        ntk.append(t)
+    return np.stack(seen), np.stack(nngp), np.stack(ntk)

@@ -1,0 +1,217 @@
+"""Gram-matrix kernels of general architectures: any activation, weight and bias variances.
+
+The engine's general maps (reskernel.core.engine.general_*) run on the unnormalized pair state,
+tile by tile as in reskernel.core.tiles, with each input's diagonal computed first on the host
+in float64 (`engine.general_diagonal`): the variance the activation sees in every layer gives
+each row's terms (activations.Activation.row_terms), which travel with the tile through the
+depth. Fast path: when every input has the same norm (e.g. standardized images) every row's
+terms are the same, and one row of terms serves all.
+
+Precision: concrete inputs run in float64 and are rounded to the inputs' dtype at the end;
+under the caller's jit/grad the recursion runs in the inputs' dtype (closed-form activations
+only: numerical ones need concrete inputs for their series).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import _checks
+from ..precision import enable_x64
+from . import engine
+from .arch import FeedForward, ResNet
+from .tiles import GET, TILE, _edge, _jit
+
+__all__ = ["kind_of", "terms", "general_kernel", "correlation_kernels", "check_values"]
+
+
+def kind_of(arch) -> str:
+    return "ffnet" if isinstance(arch, FeedForward) else "resnet"
+
+
+def _a2(arch, dtype):
+    depth = arch.depth
+    a = np.asarray(arch.branch_scales, np.float64) if isinstance(arch, ResNet) else np.zeros(depth)
+    return (a * a).astype(dtype)
+
+
+def terms(arch, sq1, sq2=None, trained="hidden"):
+    """Host float64: the row terms of x1's and x2's inputs (sq: squared norms, (n,)), leaves
+    (L, n, ...) or (L, 1, ...) when every input of both shares one norm (the fast path), and
+    the largest |entry| of the output kernels (from the diagonals, by Cauchy-Schwarz)."""
+    kind = kind_of(arch)
+    sq1 = np.asarray(sq1, np.float64)
+    sq2 = sq1 if sq2 is None else np.asarray(sq2, np.float64)
+    both = np.concatenate([sq1, sq2])
+    same = both.max() - both.min() <= 1e-15 * both.max()
+    use = both[:1] if same else both
+    seen, nngp, ntk = engine.general_diagonal(kind, arch, use, trained)
+    top = float(max(np.abs(nngp).max(), np.abs(ntk).max()))
+    rows = arch.activation.row_terms(seen)
+    if same:
+        return rows, rows, top
+    n1 = sq1.shape[0]
+    return (tuple(r[:, :n1] for r in rows), tuple(r[:, n1:] for r in rows), top)
+
+
+def check_values(arch, top, dtype):
+    """Raise when the kernel's largest entry leaves the range of dtype."""
+    info = jnp.finfo(dtype)
+    if not np.isfinite(top) or top > float(info.max) / 16:
+        raise ValueError(f"kernel entries of {arch} reach {top:.3g}, beyond the range of {jnp.dtype(dtype).name}: "
+                         "the diagonal grows with depth (smaller variances or branch scales, rescaled inputs, "
+                         "or float64)")
+
+
+def _slice_rows(leaf, start, size, axis):
+    """The rows start..start+size of a terms leaf (L, n, ...), or the one shared row, with the
+    row axis moved to `axis` (1: rows of a tile; 2: its columns) of (L, t1, t2, ...)."""
+    if leaf.shape[1] != 1:
+        leaf = jax.lax.dynamic_slice_in_dim(leaf, start, size, axis=1)
+    return jnp.expand_dims(leaf, 2 if axis == 1 else 1)
+
+
+def _tiles(x1p, x2p, t1s, t2s, a2, geometry, *, arch, trained, symmetric, all_depths, pick):
+    kind = kind_of(arch)
+    te1, te2, nb1, nb2 = geometry
+    depth = arch.depth
+    ii, jj = np.divmod(np.arange(nb1 * nb2), nb2)
+    ii, jj = jnp.asarray(ii, jnp.int32), jnp.asarray(jj, jnp.int32)
+    if symmetric:
+        full = jnp.matmul(x1p, x1p.T, precision=jax.lax.Precision.HIGHEST)
+        full = (full + full.T) / 2
+
+        def gram(r0, c0):
+            return jax.lax.dynamic_slice(full, (r0, c0), (te1, te2))
+    else:
+        def gram(r0, c0):
+            a = jax.lax.dynamic_slice_in_dim(x1p, r0, te1)
+            b = jax.lax.dynamic_slice_in_dim(x2p, c0, te2)
+            return jnp.matmul(a, b.T, precision=jax.lax.Precision.HIGHEST)
+
+    shape = ((depth,) if all_depths else ()) + (nb1 * te1, nb2 * te2)
+    # distinct zero arrays (as in reskernel.core.tiles: one shared zeros would be copied)
+    zeros = tuple(jnp.zeros(shape, x1p.dtype) if q == 0 else jnp.broadcast_to(0 * x1p[0, 0], shape)
+                  for q in range(len(pick)))
+
+    def one(k, outs):
+        r0, c0 = ii[k] * te1, jj[k] * te2
+        rows = tuple(_slice_rows(t, r0, te1, 1) for t in t1s)
+        cols = tuple(_slice_rows(t, c0, te2, 2) for t in t2s)
+        state = engine.general_initial(kind, arch, gram(r0, c0), trained)
+
+        def layer(carry, lx):
+            state, outs = carry
+            l, r, c, h = lx
+            state = engine.general_layer(kind, arch, state, r, c, h)
+            if all_depths:
+                state = jax.lax.optimization_barrier(state)
+                vals = engine.general_read(kind, arch, state, trained)
+                outs = tuple(jax.lax.dynamic_update_slice(o, vals[p][None], (l, r0, c0)) for o, p in zip(outs, pick))
+            return (state, outs), None
+
+        layers = jnp.arange(depth, dtype=jnp.int32)
+        state, outs = jax.lax.scan(layer, (state, outs), (layers, rows, cols, a2))[0]
+        if not all_depths:
+            vals = engine.general_read(kind, arch, state, trained)
+            outs = tuple(jax.lax.dynamic_update_slice(o, vals[p], (r0, c0)) for o, p in zip(outs, pick))
+        return outs
+
+    return jax.lax.fori_loop(0, ii.shape[0], one, zeros)
+
+
+@_jit(("arch", "trained", "all_depths", "symmetric", "tile", "get"))
+def _general(x1, x2, t1s, t2s, a2, *, arch, trained, all_depths, symmetric, tile, get):
+    n1, n2 = x1.shape[0], x2.shape[0]
+    te1 = _edge(n1, tile)
+    te2 = te1 if symmetric else _edge(n2, tile)
+    nb1, nb2 = -(-n1 // te1), -(-n2 // te2)
+
+    def pad(x, ts, rows):
+        extra = rows - x.shape[0]
+        if extra == 0:
+            return x, ts
+        x = jnp.concatenate([x, jnp.ones((extra, x.shape[1]), x.dtype)])
+        ts = tuple(t if t.shape[1] == 1 else
+                   jnp.concatenate([t, jnp.broadcast_to(t[:, :1], (t.shape[0], extra) + t.shape[2:])], axis=1)
+                   for t in ts)
+        return x, ts
+
+    x1p, t1p = pad(x1, t1s, nb1 * te1)
+    x2p, t2p = (x1p, t1p) if symmetric else pad(x2, t2s, nb2 * te2)
+    pick = tuple(GET.index(g) for g in get)
+    outs = _tiles(x1p, x2p, t1p, t2p, a2, (te1, te2, nb1, nb2), arch=arch, trained=trained,
+                  symmetric=symmetric, all_depths=all_depths, pick=pick)
+    return tuple(o[..., :n1, :n2] for o in outs)
+
+
+def general_kernel(arch, trained, picked, x1, x2, *, all_depths, tile=TILE):
+    """The kernels `picked` of a general arch between x1 and x2 (None: symmetric), a tuple of
+    arrays in x1's dtype, ([L,] n1, n2). Concrete inputs: float64 inside (module doc)."""
+    symmetric = x2 is None
+    kw = dict(arch=arch, trained=trained, all_depths=bool(all_depths), symmetric=symmetric, tile=tile, get=picked)
+    if _checks.traced(x1, x2):
+        if not arch.activation.exact:
+            raise ValueError(f"activation {arch.activation.label} has numerical duals, computed from concrete "
+                             "inputs: call reskernel.kernel outside jit/grad/vmap, or use a closed-form activation")
+        sq1 = jnp.sum(x1 * x1, axis=1)
+        sq2 = sq1 if symmetric else jnp.sum(x2 * x2, axis=1)
+        t1s, t2s = _traced_terms(arch, sq1, sq2, trained)
+        return _general(x1, x1 if symmetric else x2, t1s, t2s, _a2(arch, x1.dtype), **kw)
+    a = np.asarray(x1, np.float64)
+    b = a if symmetric else np.asarray(x2, np.float64)
+    sq1 = np.einsum("ij,ij->i", a, a)
+    t1s, t2s, top = terms(arch, sq1, None if symmetric else np.einsum("ij,ij->i", b, b), trained)
+    check_values(arch, top, x1.dtype)
+    with enable_x64():
+        outs = _general(jnp.asarray(a), jnp.asarray(b), tuple(map(jnp.asarray, t1s)), tuple(map(jnp.asarray, t2s)),
+                        jnp.asarray(_a2(arch, np.float64)), **kw)
+        return tuple(np.asarray(o).astype(x1.dtype) for o in outs)
+
+
+def _traced_terms(arch, sq1, sq2, trained):
+    """Row terms of closed-form activations (the variances themselves) in JAX, for traced inputs."""
+    kind = kind_of(arch)
+    a2 = _a2(arch, np.float64)
+
+    def seen(sq):
+        first, second = engine.general_initial(kind, arch, sq, trained)
+        out = []
+        for layer in range(arch.depth):
+            var = first if kind == "ffnet" else arch.w_var * first + arch.b_var
+            v, _ = arch.activation.duals(var, var, var)
+            out.append(var)
+            first = arch.w_var * v + arch.b_var if kind == "ffnet" else first + a2[layer] * v
+        return jnp.stack(out)
+
+    return (seen(sq1),), (seen(sq2),)
+
+
+def correlation_kernels(arch, rho0, trained, all_depths):
+    """(nngp, ntk) of unit-norm inputs at correlations rho0 (any shape S): ([L,] + S) arrays in
+    rho0's dtype (float64 inside for concrete rho0)."""
+    flat = jnp.reshape(rho0, (1, -1)) if rho0.ndim else jnp.reshape(rho0, (1, 1))
+    t1s, t2s, top = terms(arch, np.ones(1))
+    check_values(arch, top, rho0.dtype)
+    kind = kind_of(arch)
+
+    def run(rho, t1s, t2s, a2):
+        state = engine.general_initial(kind, arch, rho, trained)
+        t1s = tuple(t[:, :, None] for t in t1s)
+        t2s = tuple(t[:, None] for t in t2s)
+
+        def layer(state, lx):
+            r, c, h = lx
+            state = engine.general_layer(kind, arch, state, r, c, h)
+            return state, engine.general_read(kind, arch, state, trained)
+
+        state, reads = jax.lax.scan(layer, state, (t1s, t2s, a2))
+        return reads if all_depths else engine.general_read(kind, arch, state, trained)
+
+    dtype = rho0.dtype
+    with enable_x64():
+        outs = jax.jit(run)(jnp.asarray(np.asarray(flat), jnp.float64), tuple(map(jnp.asarray, t1s)),
+                            tuple(map(jnp.asarray, t2s)), jnp.asarray(_a2(arch, np.float64)))
+        shape = ((arch.depth,) if all_depths else ()) + rho0.shape
+        return tuple(np.asarray(o).reshape(shape).astype(dtype) for o in outs)
