@@ -38,7 +38,7 @@ import math
 
 import numpy as np
 
-__all__ = ["general_layer", "general_initial", "general_read", "general_diagonal", "relu_duals", "ffnet_layer", "resnet_branch", "resnet_layer", "step", "initial", "read", "schedule",
+__all__ = ["general_seen", "general_layer", "general_initial", "general_read", "general_diagonal", "relu_duals", "ffnet_layer", "resnet_branch", "resnet_layer", "step", "initial", "read", "schedule",
            "numpy_angle", "run_numpy", "run_state", "advance", "angle", "advance_layer"]
 
 PI = math.pi
@@ -167,17 +167,22 @@ def run_numpy(kind, rho0, sched, trained, reads=None):
     return tuple(np.stack(v) for v in zip(*seen))
 
 
+def general_seen(kind, arch, first):
+    """The variance (or covariance) the activation sees, from the state's first component:
+    Sigma itself (FFNet), w_var K + b_var (ResNet)."""
+    return first if kind == "ffnet" else arch.w_var * first + arch.b_var
+
+
 def general_layer(kind, arch, state, t1, t2, a2=None):
     """One layer of a general `arch` on the pair state (Sigma, T) (FFNet) or (K, Theta)
     (ResNet); t1, t2: the activation's row terms (activations.Activation.row_terms) of the
     two inputs at the variances the activation sees; a2: the block's a_l^2."""
     first, second = state
     act, w_var, b_var = arch.activation, arch.w_var, arch.b_var
-    if kind == "ffnet":
-        v, vdot = act.pair(t1, t2, first)
-        return w_var * v + b_var, w_var * vdot * (second + first)
-    sigma = w_var * first + b_var
+    sigma = general_seen(kind, arch, first)
     v, vdot = act.pair(t1, t2, sigma)
+    if kind == "ffnet":
+        return w_var * v + b_var, w_var * vdot * (second + first)
     return first + a2 * v, second + a2 * (v + vdot * (sigma + w_var * second))
 
 
@@ -209,7 +214,7 @@ def general_diagonal(kind, arch, sq, trained="hidden"):
     first, second = general_initial(kind, arch, np.asarray(sq, np.float64), trained)
     seen, nngp, ntk = [], [], []
     for layer in range(arch.depth):
-        var = first if kind == "ffnet" else arch.w_var * first + arch.b_var
+        var = general_seen(kind, arch, first)
         v, vdot = act.diagonal(var)
         seen.append(var)
         if kind == "ffnet":

@@ -72,7 +72,20 @@ def _slice_rows(leaf, start, size, axis):
     return jnp.expand_dims(leaf, 2 if axis == 1 else 1)
 
 
+def _snap(gram, sq1, sq2):
+    """Gram entries within 4 ulp of +-|x| |x'| set to it: identical (or antipodal) rows then
+    start, and stay, exactly on their diagonal (the ReLU family's duals have a square-root
+    singularity there)."""
+    bound = jnp.sqrt(sq1[:, None] * sq2[None, :])
+    near = jnp.abs(gram) >= (1 - 4 * jnp.finfo(gram.dtype).eps) * bound
+    return jnp.where(near, jnp.sign(gram) * bound, gram)
+
+
 def _tiles(x1p, x2p, t1s, t2s, a2, geometry, *, arch, trained, symmetric, all_depths, pick):
+    """Every tile through the depth. Closed-form activations (t1s = t2s = ()): each tile also
+    carries its rows' and columns' diagonals through the same layer map, so an entry between
+    identical inputs goes through exactly the arithmetic of their diagonal (and stays there);
+    numerical activations read the host's row terms t1s, t2s (leaves (L, n, ...))."""
     kind = kind_of(arch)
     te1, te2, nb1, nb2 = geometry
     depth = arch.depth
@@ -81,10 +94,13 @@ def _tiles(x1p, x2p, t1s, t2s, a2, geometry, *, arch, trained, symmetric, all_de
     if symmetric:
         full = jnp.matmul(x1p, x1p.T, precision=jax.lax.Precision.HIGHEST)
         full = (full + full.T) / 2
+        sq1 = sq2 = jnp.diagonal(full)
 
         def gram(r0, c0):
             return jax.lax.dynamic_slice(full, (r0, c0), (te1, te2))
     else:
+        sq1, sq2 = jnp.sum(x1p * x1p, axis=1), jnp.sum(x2p * x2p, axis=1)
+
         def gram(r0, c0):
             a = jax.lax.dynamic_slice_in_dim(x1p, r0, te1)
             b = jax.lax.dynamic_slice_in_dim(x2p, c0, te2)
@@ -94,27 +110,39 @@ def _tiles(x1p, x2p, t1s, t2s, a2, geometry, *, arch, trained, symmetric, all_de
     # distinct zero arrays (as in reskernel.core.tiles: one shared zeros would be copied)
     zeros = tuple(jnp.zeros(shape, x1p.dtype) if q == 0 else jnp.broadcast_to(0 * x1p[0, 0], shape)
                   for q in range(len(pick)))
+    exact = not t1s
 
     def one(k, outs):
         r0, c0 = ii[k] * te1, jj[k] * te2
-        rows = tuple(_slice_rows(t, r0, te1, 1) for t in t1s)
-        cols = tuple(_slice_rows(t, c0, te2, 2) for t in t2s)
-        state = engine.general_initial(kind, arch, gram(r0, c0), trained)
+        s1 = jax.lax.dynamic_slice_in_dim(sq1, r0, te1)
+        s2 = jax.lax.dynamic_slice_in_dim(sq2, c0, te2)
+        pair = engine.general_initial(kind, arch, _snap(gram(r0, c0), s1, s2), trained)
+        if exact:
+            diags = (engine.general_initial(kind, arch, s1, trained)[0][:, None],
+                     engine.general_initial(kind, arch, s2, trained)[0][None, :])
+            rows = cols = ()
+        else:
+            diags = ()
+            rows = tuple(_slice_rows(t, r0, te1, 1) for t in t1s)
+            cols = tuple(_slice_rows(t, c0, te2, 2) for t in t2s)
 
         def layer(carry, lx):
-            state, outs = carry
+            (pair, diags), outs = carry
             l, r, c, h = lx
-            state = engine.general_layer(kind, arch, state, r, c, h)
+            if exact:
+                r, c = ((engine.general_seen(kind, arch, d),) for d in diags)
+                diags = tuple(engine.general_layer(kind, arch, (d, 0.0 * d), t, t, h)[0] for d, t in zip(diags, (r, c)))
+            pair = engine.general_layer(kind, arch, pair, r, c, h)
             if all_depths:
-                state = jax.lax.optimization_barrier(state)
-                vals = engine.general_read(kind, arch, state, trained)
+                pair = jax.lax.optimization_barrier(pair)
+                vals = engine.general_read(kind, arch, pair, trained)
                 outs = tuple(jax.lax.dynamic_update_slice(o, vals[p][None], (l, r0, c0)) for o, p in zip(outs, pick))
-            return (state, outs), None
+            return ((pair, diags), outs), None
 
         layers = jnp.arange(depth, dtype=jnp.int32)
-        state, outs = jax.lax.scan(layer, (state, outs), (layers, rows, cols, a2))[0]
+        (pair, _), outs = jax.lax.scan(layer, ((pair, diags), outs), (layers, rows, cols, a2))[0]
         if not all_depths:
-            vals = engine.general_read(kind, arch, state, trained)
+            vals = engine.general_read(kind, arch, pair, trained)
             outs = tuple(jax.lax.dynamic_update_slice(o, vals[p], (r0, c0)) for o, p in zip(outs, pick))
         return outs
 
@@ -132,7 +160,7 @@ def _general(x1, x2, t1s, t2s, a2, *, arch, trained, all_depths, symmetric, tile
         extra = rows - x.shape[0]
         if extra == 0:
             return x, ts
-        x = jnp.concatenate([x, jnp.ones((extra, x.shape[1]), x.dtype)])
+        x = jnp.concatenate([x, jnp.broadcast_to(x[:1], (extra, x.shape[1]))])
         ts = tuple(t if t.shape[1] == 1 else
                    jnp.concatenate([t, jnp.broadcast_to(t[:, :1], (t.shape[0], extra) + t.shape[2:])], axis=1)
                    for t in ts)
@@ -151,41 +179,23 @@ def general_kernel(arch, trained, picked, x1, x2, *, all_depths, tile=TILE):
     arrays in x1's dtype, ([L,] n1, n2). Concrete inputs: float64 inside (module doc)."""
     symmetric = x2 is None
     kw = dict(arch=arch, trained=trained, all_depths=bool(all_depths), symmetric=symmetric, tile=tile, get=picked)
+    exact = arch.activation.exact
     if _checks.traced(x1, x2):
-        if not arch.activation.exact:
+        if not exact:
             raise ValueError(f"activation {arch.activation.label} has numerical duals, computed from concrete "
                              "inputs: call reskernel.kernel outside jit/grad/vmap, or use a closed-form activation")
-        sq1 = jnp.sum(x1 * x1, axis=1)
-        sq2 = sq1 if symmetric else jnp.sum(x2 * x2, axis=1)
-        t1s, t2s = _traced_terms(arch, sq1, sq2, trained)
-        return _general(x1, x1 if symmetric else x2, t1s, t2s, _a2(arch, x1.dtype), **kw)
+        return _general(x1, x1 if symmetric else x2, (), (), _a2(arch, x1.dtype), **kw)
     a = np.asarray(x1, np.float64)
     b = a if symmetric else np.asarray(x2, np.float64)
     sq1 = np.einsum("ij,ij->i", a, a)
     t1s, t2s, top = terms(arch, sq1, None if symmetric else np.einsum("ij,ij->i", b, b), trained)
     check_values(arch, top, x1.dtype)
+    if exact:
+        t1s = t2s = ()
     with enable_x64():
         outs = _general(jnp.asarray(a), jnp.asarray(b), tuple(map(jnp.asarray, t1s)), tuple(map(jnp.asarray, t2s)),
                         jnp.asarray(_a2(arch, np.float64)), **kw)
         return tuple(np.asarray(o).astype(x1.dtype) for o in outs)
-
-
-def _traced_terms(arch, sq1, sq2, trained):
-    """Row terms of closed-form activations (the variances themselves) in JAX, for traced inputs."""
-    kind = kind_of(arch)
-    a2 = _a2(arch, np.float64)
-
-    def seen(sq):
-        first, second = engine.general_initial(kind, arch, sq, trained)
-        out = []
-        for layer in range(arch.depth):
-            var = first if kind == "ffnet" else arch.w_var * first + arch.b_var
-            v, _ = arch.activation.duals(var, var, var)
-            out.append(var)
-            first = arch.w_var * v + arch.b_var if kind == "ffnet" else first + a2[layer] * v
-        return jnp.stack(out)
-
-    return (seen(sq1),), (seen(sq2),)
 
 
 def correlation_kernels(arch, rho0, trained, all_depths):

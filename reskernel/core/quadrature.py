@@ -113,22 +113,25 @@ class Numerical(Activation):
         self._slopes(x)
 
     def _values(self, x):
+        import jax
         import jax.numpy as jnp
 
         from ..precision import enable_x64
 
-        with enable_x64():
+        with enable_x64(), jax.ensure_compile_time_eval():  # eager also inside the caller's trace
             try:
                 y = _compiled(self.fn, False)(jnp.asarray(x, jnp.float64))
             except Exception as e:  # the user's function: report what failed, whatever it raised
-                raise TypeError(f"activation {self.label} failed on a float64 JAX array: {e}") from e
+                raise TypeError(f"activation {self.label} must be a JAX-traceable elementwise function; it failed "
+                                f"under jax.jit on a float64 array: {e}") from e
             y = np.asarray(y)
         if y.dtype.kind not in "fiu":
             raise TypeError(f"activation {self.label} must return real numbers, got dtype {y.dtype}")
         y = y.astype(np.float64)
         if y.shape == x.shape and not np.isfinite(y).all():
             bad = x[~np.isfinite(y)].ravel()[0]
-            raise ValueError(f"activation {self.label} returned a non-finite value at x = {bad:.6g}")
+            raise ValueError(f"activation {self.label} returned a non-finite value at x = {bad:.6g} (its Gaussian "
+                             "integrals reach |x| ~ 37 sqrt(q): does phi grow too fast?)")
         return y
 
     def _slopes(self, x):
@@ -137,7 +140,7 @@ class Numerical(Activation):
 
         from ..precision import enable_x64
 
-        with enable_x64():
+        with enable_x64(), jax.ensure_compile_time_eval():
             try:
                 d = _compiled(self.fn, True)(jnp.asarray(x, jnp.float64))
             except Exception as e:
@@ -238,7 +241,8 @@ class Numerical(Activation):
     def duals(self, q1, q2, k):
         """(V, Vdot) at float64 host arrays (for tests and signal propagation)."""
         q1, q2, k = np.broadcast_arrays(*(np.asarray(v, np.float64) for v in (q1, q2, k)))
-        t1, t2 = self.row_terms(q1), self.row_terms(q2)
+        both = self.row_terms(np.stack([q1, q2]))
+        t1, t2 = (tuple(t[i] for t in both) for i in (0, 1))
         rho = np.clip(k / np.sqrt(q1 * q2), -1.0, 1.0)
         v = np.zeros_like(rho)
         vdot = np.zeros_like(rho)
