@@ -161,11 +161,11 @@ def test_tanh_critical_line():
 
 
 def test_wide_tanh_nets_track_the_correlation_map():
-    """Width-2000 random tanh nets with biases, 8 seeds: pairs started at c* stay there and a
+    """Width-2000 random tanh nets with biases, 6 seeds: pairs started at c* stay there and a
     pair started at c = 0.95 follows the correlation recursion, within 5 standard errors."""
     arch = _arch("tanh-chaotic")  # w_var = 4, b_var = 0.05: q* = 2.195, c* = 0.165
     s = signal_propagation(arch)
-    width, depth, seeds, dim = 2000, 15, 8, 3
+    width, depth, seeds, dim = 2000, 10, 6, 3
     in_var = s.q_star - arch.b_var  # unit inputs: q_1 = in_var + b_var = q*
     # inputs x0, x1, x2 of unit norm whose layer-1 correlations are c* (x0, x1) and 0.95 (x0, x2)
     gram = np.eye(dim)
@@ -189,7 +189,7 @@ def test_wide_tanh_nets_track_the_correlation_map():
     for k, want in enumerate((np.full(depth, s.q_star), np.full(depth, s.c_star), c_run)):
         t = (mean[:, k] - want) / se[:, k]
         assert np.abs(t).max() < 5.0, (k, t)
-    assert c_run[-1] - s.c_star < 0.5 * (0.95 - s.c_star)  # the tracked pair has come over half way to c*
+    assert c_run[0] - c_run[-1] > 10 * se[:, 2].max()  # the tracked pair moves, by far more than the noise
 
 
 # ---- ResNets -------------------------------------------------------------------------
@@ -214,7 +214,7 @@ RESNETS = {
     "relu-bias": (ResNet(12, alpha=0.5, w_var=2.0, b_var=0.3), "ordered"),
     "erf": (ResNet(12, alpha=0.7, w_var=1.0, b_var=0.1, activation="erf"), "chaotic"),
     "erf-large-bias": (ResNet(12, alpha=0.7, w_var=0.3, b_var=1.0, activation="erf"), "ordered"),
-    "tanh": (ResNet(8, alpha=0.5, w_var=4.0, b_var=0.0, activation="tanh"), "chaotic"),
+    "tanh": (ResNet(8, alpha=0.5, w_var=1.0, b_var=0.0, activation="tanh"), "chaotic"),
     "gelu-gamma": (ResNet(20, gamma=0.5, w_var=1.5, b_var=0.1, activation="gelu"), "chaotic"),
 }
 
@@ -244,16 +244,29 @@ def test_resnet_relu_closed_forms():
     s = signal_propagation(arch)
     k = s.lengths[:-1]
     np.testing.assert_allclose(s.chi, (1 + 0.25) / (1 + 0.25 * (2 * k + 0.3) / (2 * k)), rtol=1e-14)
+    # chi_l = (1 + a^2 w_var / 2) k_{l-1} / k_l, and k_l + b_var / w_var grows by (1 + a^2 w_var / 2):
+    # chi_total = P k_0 / (P (k_0 + b_var / w_var) - b_var / w_var), P = prod (1 + a^2 w_var / 2).
+    for depth, gamma in [(10, 1.0), (50, 0.5), (400, 0.25)]:
+        arch = ResNet(depth, gamma=gamma, w_var=2.0, b_var=0.3, in_var=0.7)
+        p, k0, shift = np.prod(1 + np.square(arch.branch_scales)), 0.7 * 1.5 + 0.3, 0.15
+        s = signal_propagation(arch, sq=1.5)
+        assert s.chi_total == pytest.approx(p * k0 / (p * (k0 + shift) - shift), rel=1e-12)
+        assert s.phase == "ordered"
 
 
 def test_resnet_gamma_families():
-    # a^2 = L^(-2 gamma): log chi_total = O(L a^2) -> 0 for gamma > 1/2 (here ~ 1/L) and tends
-    # to a finite limit at gamma = 1/2 (the depth-L map converges).
+    # a^2 = L^(-2 gamma), T = L a^2. To first order in a^2, log chi_l = a^2 (w_var E[phi'^2](sigma)
+    # - E[phi^2](sigma) / k): for gamma > 1/2 (T -> 0) L^(2 gamma - 1) log chi_total tends to that
+    # bracket at the input, here erf with its closed-form moments at sigma_0 = w_var k_0 + b_var.
     def log_total(depth, gamma):
-        return math.log(signal_propagation(ResNet(depth, gamma=gamma, w_var=1.0, b_var=0.1,
-                                                  activation="erf")).chi_total)
+        arch = ResNet(depth, gamma=gamma, w_var=1.0, b_var=0.1, activation="erf")
+        return math.log(signal_propagation(arch).chi_total)
 
-    assert log_total(400, 1.0) / log_total(100, 1.0) == pytest.approx(0.25, rel=0.02)
+    k0 = 1.1
+    sigma = 1.0 * k0 + 0.1
+    bracket = (4 / math.pi) / math.sqrt(1 + 4 * sigma) - (2 / math.pi) * math.asin(2 * sigma / (1 + 2 * sigma)) / k0
+    assert 1600 * log_total(1600, 1.0) == pytest.approx(bracket, rel=2e-3)
+    # gamma = 1/2 (T = 1): the depth-L map converges, its slope with O(1/L) steps
     half = [log_total(depth, 0.5) for depth in (100, 200, 400)]
     assert abs(half[2] - half[1]) < 0.55 * abs(half[1] - half[0]) and abs(half[2]) > 0.05
 
@@ -276,8 +289,15 @@ def test_bad_inputs():
     for b in (-0.1, math.nan, [0.1, math.inf]):
         with pytest.raises(ValueError, match="b_vars must be"):
             critical_line("tanh", b)
+    # GELU's chi_1 = 1 only where the length map's fixed point repels (its attracting q* runs off
+    # to infinity as w_var -> 2, like ReLU's)
+    for b in (0.0, 0.01):
+        with pytest.raises(ValueError, match="no critical point with a finite attracting q"):
+            critical_line("gelu", b)
 
 
 def test_docstring_examples():
     result = doctest.testmod(signal, extraglobs={"FeedForward": FeedForward}, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 3 and result.failed == 0
+
+

@@ -321,12 +321,15 @@ def _critical_w(act, b_var) -> float:
                                  f"q* > {Q_MAX:g}")
         q = optimize.brentq(beta, lo, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps)
     w_var = 1.0 / _moments(act, q)[1]
-    if q > 0.0:
-        spec = FeedForward(1, w_var=w_var, b_var=b_var, activation=act)
-        slope = _length_slope(spec, q)
-        if slope > 1.0 + 1e-6:
-            raise ValueError(f"the critical point of {act.label} at b_var = {b_var:g} (w_var = {w_var:.6g}, "
-                             f"q = {q:.6g}) is not an attracting fixed point of the length map (slope {slope:.6g})")
+    spec = FeedForward(1, w_var=w_var, b_var=b_var, activation=act)
+    # the root must be an attracting fixed point of the length map (GELU's is not: like ReLU,
+    # its attracting q* runs off to infinity as chi_1 -> 1); at q = 0, Q'(0) = chi_1 = 1 and
+    # the sign of Q(q) - q just above 0 decides
+    unstable = _length_slope(spec, q) > 1.0 + 1e-6 if q > 0.0 else _length_map(spec, 1e-4) > 1e-4
+    if unstable:
+        raise ValueError(f"{act.label} has no critical point with a finite attracting q* at b_var = {b_var:g}: "
+                         f"chi_1 = 1 at w_var = {w_var:.6g}, q = {q:.6g}, a fixed point of the length map "
+                         "that q_l leaves")
     return w_var
 
 
