@@ -255,3 +255,27 @@ def test_kernels_beyond_the_range_raise():
     arch = rk.FeedForward(400, w_var=4.0, activation="relu")
     with pytest.raises(ValueError, match="beyond the range of float32"):
         rk.kernel(arch, _inputs(3).astype(np.float32))
+
+
+@pytest.mark.parametrize("arch", [rk.FeedForward(40, w_var=1.5, b_var=0.1, activation="erf"),
+                                  rk.ResNet(50, gamma=0.5, w_var=1.5, b_var=0.1, activation="gelu"),
+                                  rk.FeedForward(10, w_var=1.8, b_var=0.05, activation="tanh")],
+                         ids=lambda a: f"{type(a).__name__}-{a.activation.label}")
+def test_float32_inputs_of_one_norm_use_tables_within_the_bound(arch):
+    """The fast path: inputs of one norm have kernels of the correlation alone, interpolated from
+    float64 tables; every entry within tabulated.TOL of the float64 kernel's largest value."""
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(300, 16))
+    x = (3.0 * x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    p = rk.analytic.plan(arch, "hidden", ("nngp", "ntk"), x, None, method="auto", all_depths=False)
+    assert p.angles is not None
+    k32 = rk.kernel(arch, x)
+    with enable_x64():
+        k64 = rk.kernel(arch, x.astype(np.float64))
+    for a, b in zip(k32, k64):
+        b = np.asarray(b)
+        assert np.abs(np.asarray(a, np.float64) - b).max() <= rk.tabulated.TOL * np.abs(b).max()
+    spread = x * np.linspace(1.0, 1.01, 300, dtype=np.float32)[:, None]
+    assert rk.analytic.plan(arch, "hidden", ("nngp",), spread, None, method="auto", all_depths=False).angles is None
+    with pytest.raises(ValueError, match="share one norm"):
+        rk.kernel(arch, spread, method="table")

@@ -156,10 +156,7 @@ def plan(arch, trained, picked, x1, x2, *, method, all_depths, reads=None) -> Pl
     traced = _checks.traced(x1, x2)
     single = jnp.finfo(dtype).bits <= 32
     if not arch.default:
-        if method == "table":
-            raise ValueError("method='table' serves the default ReLU nets only; this arch "
-                             f"({arch.activation.label}, w_var={arch.w_var:g}, b_var={arch.b_var:g}) runs the recursion")
-        return Plan(None, None, None, dtype)
+        return _general_plan(arch, trained, picked, x1, x2, method=method, all_depths=all_depths, reads=reads)
     if method == "recursion" or (method == "auto" and (traced or not single)):
         return Plan(None, None, None, dtype)
     if reads is None and all_depths:
@@ -180,6 +177,36 @@ def plan(arch, trained, picked, x1, x2, *, method, all_depths, reads=None) -> Pl
     return Plan(cubics.astype(dtype), cubics, band.astype(dtype), dtype)
 
 
+def _general_plan(arch, trained, picked, x1, x2, *, method, all_depths, reads):
+    """General archs: tables (float32, concrete inputs that all share one norm: the kernels are
+    then functions of the correlation alone) or the float64 recursion (reskernel.core.general)."""
+    dtype = x1.dtype
+    single = jnp.finfo(dtype).bits <= 32
+    q0 = None
+    if method != "recursion" and single and not _checks.traced(x1, x2):
+        q0 = general.common_norm(_checks.concrete(x1), _checks.concrete(x2) if x2 is not None else None)
+    entries = x1.shape[0] * (x1 if x2 is None else x2).shape[0]
+    cap = tabulated.MAX_NODES if method == "table" else entries // 64
+    if method == "table" and q0 is None:
+        raise ValueError("method='table' needs float32 inputs that all share one norm for this arch "
+                         f"({arch.activation.label}, w_var={arch.w_var:g}, b_var={arch.b_var:g}): its kernels depend "
+                         "on the norms; use method='recursion'")
+    if q0 is None or cap < 256:
+        return Plan(None, None, None, dtype)
+    if reads is None and all_depths:
+        reads = tuple(range(1, arch.depth + 1))
+    general.check_values(arch, general.largest(arch, [q0], trained), dtype)
+    values = tabulated.value_table(("general", arch, q0, trained, reads),
+                                   general.table_values(arch, q0, trained, reads), cap)
+    if values is None:
+        if method == "table":
+            raise ValueError(f"no table of <= {tabulated.MAX_NODES} + 1 nodes interpolates this kernel to "
+                             f"{tabulated.TOL:g} of its largest value; use method='recursion'")
+        return Plan(None, None, None, dtype)
+    cubics = values[[GET.index(g) for g in picked]]
+    return Plan(cubics.astype(dtype), cubics, precise.band(cubics).astype(dtype), dtype)
+
+
 def _exponent(x) -> int:
     """k such that x / 2^k has rows of norm ~1, when x's norms are far from 1 (|k| > 20), else 0;
     0 for traced x. Scaling by 2^k is exact."""
@@ -196,10 +223,10 @@ def compute(arch, trained, picked, x1, x2, p: Plan, *, all_depths, tile=TILE):
     in x1's dtype, ([L,] n1, n2). Inputs whose norms are far from 1 are scaled by powers of two
     (exact) before the Gram product, and the kernels scaled back (they are homogeneous).
     General archs (activation, variances): reskernel.core.general."""
-    if not arch.default:
+    if not arch.default and p.angles is None:
         return general.general_kernel(arch, trained, picked, x1, x2, all_depths=all_depths, tile=tile)
-    e1 = _exponent(x1)
-    e2 = e1 if x2 is None else _exponent(x2)
+    e1 = _exponent(x1) if arch.default else 0      # general kernels are not homogeneous
+    e2 = e1 if x2 is None or not arch.default else _exponent(x2)
     if e1 or e2:
         a = np.asarray(x1) * np.asarray(2.0 ** -e1, x1.dtype)
         b = None if x2 is None else np.asarray(x2) * np.asarray(2.0 ** -e2, x2.dtype)

@@ -19,7 +19,7 @@ import numpy as np
 from .. import _checks
 from ..precision import enable_x64
 from . import engine
-from .analytic import Kernel, _check_get, compute, kind_of, plan, prepare
+from .analytic import Kernel, _check_get, compute, correlation_kernels, kind_of, plan, prepare
 from .arch import FeedForward, ResNet, check_arch, check_trained
 from .tiles import GET, correlations
 
@@ -108,15 +108,19 @@ def depth_correlation_kernels(family, rho0, depths, *, trained="hidden", progres
     if isinstance(family, ResNet):
         family_alphas(family, depths[:1])
     uniq, inverse = np.unique(depths, return_inverse=True)
-    nngp, ntk = _recursion_depths(family, rho0, uniq, trained, progress)
+    if not family.default:
+        outs = [correlation_kernels(_member(family, d), rho0, trained=trained) for d in uniq]
+        for d in uniq:
+            _report(progress, int(d))
+        nngp, ntk = jnp.stack([o.nngp for o in outs]), jnp.stack([o.ntk for o in outs])
+    else:
+        nngp, ntk = _recursion_depths(family, rho0, uniq, trained, progress)
     idx = jnp.asarray(inverse.reshape(-1))
     return Kernel(nngp[idx], ntk[idx])
 
 
 def _member(family, depth):
-    """The family's net of the given depth."""
-    if isinstance(family, FeedForward):
-        return FeedForward(int(depth))
+    """The family's net of the given depth (same activation and variances)."""
     return family.with_depth(int(depth))
 
 
@@ -139,7 +143,13 @@ def depth_kernels(family, x1, x2=None, depths=(1,), *, trained="hidden", get=Non
     picked = _check_get(get)
     uniq, inverse = np.unique(depths, return_inverse=True)
     found = {}
-    if isinstance(family, FeedForward):
+    if not family.default:  # general archs (reskernel.core.general): each depth its own pass
+        for d in uniq:
+            member = _member(family, d)
+            p = plan(member, trained, picked, x1, x2, method=method, all_depths=False)
+            found[int(d)] = compute(member, trained, picked, x1, x2, p, all_depths=False)
+            _report(progress, int(d))
+    elif isinstance(family, FeedForward):
         p = plan(FeedForward(int(uniq[-1])), trained, picked, x1, x2, method=method, all_depths=False,
                  reads=tuple(int(d) for d in uniq))
         if p.angles is not None:

@@ -48,11 +48,18 @@ def terms(arch, sq1, sq2=None, trained="hidden"):
     use = both[:1] if same else both
     seen, nngp, ntk = engine.general_diagonal(kind, arch, use, trained)
     top = float(max(np.abs(nngp).max(), np.abs(ntk).max()))
-    rows = arch.activation.row_terms(seen)
+    rows = arch.activation.row_terms(seen) if not arch.activation.exact else (seen,)
     if same:
         return rows, rows, top
     n1 = sq1.shape[0]
     return (tuple(r[:, :n1] for r in rows), tuple(r[:, n1:] for r in rows), top)
+
+
+def largest(arch, sq, trained="hidden"):
+    """The largest |entry| of the output kernels of inputs of squared norms sq (Cauchy-Schwarz:
+    the largest diagonal entry of the NNGP or NTK at the last depth, or any depth before)."""
+    _, nngp, ntk = engine.general_diagonal(kind_of(arch), arch, np.asarray(sq, np.float64), trained)
+    return float(max(np.abs(nngp).max(), np.abs(ntk).max()))
 
 
 def check_values(arch, top, dtype):
@@ -198,11 +205,48 @@ def general_kernel(arch, trained, picked, x1, x2, *, all_depths, tile=TILE):
         return tuple(np.asarray(o).astype(x1.dtype) for o in outs)
 
 
+def common_norm(x1, x2=None):
+    """The squared norm every row of x1 and x2 shares (float32 rounded: a stable table key), or
+    None when they spread by more than 2^-22 relative (kernels of non-homogeneous nets then
+    depend on the norms beyond the tables' TOL)."""
+    sq = [np.einsum("ij,ij->i", v, v, dtype=np.float64) for v in (x1, x2) if v is not None]
+    sq = np.concatenate([np.asarray(v) for v in sq])
+    lo, hi = float(sq.min()), float(sq.max())
+    if not (hi > 0 and hi - lo <= 2.0 ** -22 * hi):
+        return None
+    return float(np.float32(np.median(sq)))
+
+
+def table_values(arch, q0, trained, reads=None):
+    """values(rho) for reskernel.core.tabulated.value_table: the (nngp, ntk) of inputs of squared
+    norm q0 at correlations rho (N,), divided by q0 (the tables' pass multiplies by |x| |x'|),
+    (2, N) or (2, R, N) for the depths `reads`; the general maps in NumPy float64."""
+    kind = kind_of(arch)
+    a2 = _a2(arch, np.float64)
+    wanted = None if reads is None else set(reads)
+
+    def values(rho):
+        seen = engine.general_diagonal(kind, arch, np.array([q0]), trained)[0]
+        rows = arch.activation.row_terms(seen)
+        state = engine.general_initial(kind, arch, q0 * np.asarray(rho, np.float64), trained)
+        out = []
+        for layer in range(arch.depth):
+            t = tuple(r[layer] for r in rows)
+            state = engine.general_layer(kind, arch, state, t, t, a2[layer])
+            if wanted is not None and layer + 1 in wanted:
+                out.append(engine.general_read(kind, arch, state, trained))
+        if wanted is None:
+            return np.stack(engine.general_read(kind, arch, state, trained)) / q0
+        return np.stack([np.stack(v) for v in zip(*out)]) / q0
+
+    return values
+
+
 def correlation_kernels(arch, rho0, trained, all_depths):
     """(nngp, ntk) of unit-norm inputs at correlations rho0 (any shape S): ([L,] + S) arrays in
     rho0's dtype (float64 inside for concrete rho0)."""
     flat = jnp.reshape(rho0, (1, -1)) if rho0.ndim else jnp.reshape(rho0, (1, 1))
-    t1s, t2s, top = terms(arch, np.ones(1))
+    t1s, t2s, top = terms(arch, np.ones(1), trained=trained)
     check_values(arch, top, rho0.dtype)
     kind = kind_of(arch)
 

@@ -69,6 +69,13 @@ def _compiled(fn, derivative):
     return jax.jit(lambda x: jax.vmap(jax.grad(lambda t: jnp.sum(fn(t))))(x.ravel()).reshape(x.shape))
 
 
+@functools.lru_cache(maxsize=256)
+def _planned(act, data, shape):
+    """act._plan of the variances in `data` (bytes of a float64 array; remembered: the same
+    network asks again for every call)."""
+    return act._plan(np.frombuffer(data, np.float64).reshape(shape))
+
+
 @dataclasses.dataclass(frozen=True)
 class Numerical(Activation):
     """Any elementwise JAX-traceable function phi, its duals by Mehler's series (module doc).
@@ -217,16 +224,24 @@ class Numerical(Activation):
 
     def row_terms(self, q):
         q = np.asarray(q, np.float64)
-        terms, step = self._plan(q)
+        terms, step = _planned(self, q.tobytes(), q.shape) if q.size <= 4096 else self._plan(q)
         a, b, _ = self.series(q.ravel(), terms, step)
         return q, a.reshape(q.shape + (terms,)), b.reshape(q.shape + (terms,))
 
     def pair(self, t1, t2, k):
+        """Horner's rule on the rows' and columns' series (NumPy or JAX, as k)."""
+        q1, a1, b1 = t1
+        q2, a2, b2 = t2
+        if isinstance(k, (np.ndarray, np.generic, float)):
+            rho = np.clip(k / np.sqrt(q1 * q2), -1.0, 1.0)
+            v = vdot = 0.0
+            for j in range(a1.shape[-1] - 1, -1, -1):
+                v = v * rho + a1[..., j] * a2[..., j]
+                vdot = vdot * rho + b1[..., j] * b2[..., j]
+            return v, vdot
         import jax
         import jax.numpy as jnp
 
-        q1, a1, b1 = t1
-        q2, a2, b2 = t2
         rho = jnp.clip(k / jnp.sqrt(q1 * q2), -1.0, 1.0)
         a1, b1, a2, b2 = (jnp.moveaxis(c, -1, 0) for c in (a1, b1, a2, b2))
         terms = a1.shape[0]
@@ -242,14 +257,7 @@ class Numerical(Activation):
         """(V, Vdot) at float64 host arrays (for tests and signal propagation)."""
         q1, q2, k = np.broadcast_arrays(*(np.asarray(v, np.float64) for v in (q1, q2, k)))
         both = self.row_terms(np.stack([q1, q2]))
-        t1, t2 = (tuple(t[i] for t in both) for i in (0, 1))
-        rho = np.clip(k / np.sqrt(q1 * q2), -1.0, 1.0)
-        v = np.zeros_like(rho)
-        vdot = np.zeros_like(rho)
-        for j in range(t1[1].shape[-1] - 1, -1, -1):
-            v = v * rho + t1[1][..., j] * t2[1][..., j]
-            vdot = vdot * rho + t1[2][..., j] * t2[2][..., j]
-        return v, vdot
+        return self.pair(tuple(t[0] for t in both), tuple(t[1] for t in both), k)
 
 
 def _jnp_tanh(x):

@@ -36,7 +36,7 @@ import numpy as np
 
 from . import engine
 
-__all__ = ["TOL", "MAX_NODES", "angle_table", "evaluate", "nodes_theta"]
+__all__ = ["TOL", "MAX_NODES", "angle_table", "value_table", "evaluate", "nodes_theta"]
 
 TOL = 1e-6           # interpolation error bound, relative to the kernel's largest value
 MAX_NODES = 8192     # largest table tried (the float64 build is ~2 MAX_NODES x depth layer steps)
@@ -88,8 +88,16 @@ def angle_table(kind, sched_key, trained, max_nodes=MAX_NODES, reads=None):
     Results are remembered per process: a table found with M nodes serves every max_nodes
     >= M, and a search that failed up to some M is not repeated for a smaller max_nodes.
     """
+    sched = np.asarray(sched_key, np.float64).reshape((-1, 2))
+    return value_table((kind, sched_key, trained, reads),
+                       lambda rho: np.stack(engine.run_numpy(kind, rho, sched, trained, reads)), max_nodes)
+
+
+def value_table(key, values, max_nodes=MAX_NODES):
+    """angle_table for any kernel of the input correlation: `values(rho)` -> (G, [R,] N) float64
+    kernels at correlations rho (N,), remembered under the hashable `key` (which must identify
+    `values`); for the general archs' fast path (reskernel.core.general)."""
     max_nodes = min(int(max_nodes), MAX_NODES)
-    key = (kind, sched_key, trained, reads)
     found = _SEARCHED.get(key)
     if found is not None:
         tried, cubics = found
@@ -97,7 +105,11 @@ def angle_table(kind, sched_key, trained, max_nodes=MAX_NODES, reads=None):
             return cubics if cubics.shape[-1] <= max_nodes else None
         if tried >= max_nodes:
             return None
-    cubics = _search(kind, sched_key, trained, max_nodes, reads)
+    return _remember(key, max_nodes, values)
+
+
+def _remember(key, max_nodes, values):
+    cubics = _search(values, max_nodes)
     if len(_SEARCHED) >= 64:
         _SEARCHED.pop(next(iter(_SEARCHED)))
     _SEARCHED[key] = (max_nodes, cubics)
@@ -107,15 +119,14 @@ def angle_table(kind, sched_key, trained, max_nodes=MAX_NODES, reads=None):
 _SEARCHED = {}   # (kind, sched_key, trained, reads) -> (largest max_nodes tried, cubics or None)
 
 
-def _search(kind, sched_key, trained, max_nodes, reads):
-    sched = np.asarray(sched_key, np.float64).reshape((-1, 2))
+def _search(values_of, max_nodes):
     m = _FIRST_NODES
     previous = None
     while m <= max_nodes:
         phi = np.arange(2 * m + 1) / (2 * m)          # nodes and midpoints
         rho = np.cos(math.pi * phi * phi)
         rho[0], rho[-1] = 1.0, -1.0
-        values = np.stack(engine.run_numpy(kind, rho, sched, trained, reads))
+        values = values_of(rho)
         nodes, mids = values[..., 0::2], values[..., 1::2]
         cubics = _cubics(nodes)
         interp = np.einsum("...cm,c->...m", cubics, [1.0, 0.5, 0.25, 0.125])
