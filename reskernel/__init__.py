@@ -4,6 +4,8 @@ check them against.
 
     import reskernel as rk
     k = rk.kernel(rk.ResNet(depth=100, gamma=1.0), x1, x2)      # k.nngp, k.ntk
+    ff = rk.FeedForward(depth=20, w_var=1.45, b_var=0.28, activation="tanh")
+    p = rk.signal_propagation(ff)                                # q*, c*, chi_1, xi_q, xi_c, phase
     net = rk.network(rk.FeedForward(depth=10), width=1024)
     e = rk.empirical_kernel(net, net.init(key, d), x1, x2)
 """
@@ -17,7 +19,7 @@ _MODULES = {
     "core": "reskernel.core", "nets": "reskernel.nets", "inference": "reskernel.inference",
     "studies": "reskernel.studies", "data": "reskernel.data", "precision": "reskernel.precision",
     "plotting": "reskernel.plotting",
-    "activations": "reskernel.core.activations", "quadrature": "reskernel.core.quadrature",
+    "activations": "reskernel.core.activations", "signal": "reskernel.core.signal", "quadrature": "reskernel.core.quadrature",
     "analytic": "reskernel.core.analytic", "arccos": "reskernel.core.arccos", "arch": "reskernel.core.arch",
     "blocked": "reskernel.core.blocked", "limits": "reskernel.core.limits", "tabulated": "reskernel.core.tabulated",
     "regression": "reskernel.inference.regression", "empirical": "reskernel.nets.empirical",
@@ -33,9 +35,10 @@ _NAMES = {
     "sharded_kernel": "reskernel.core.blocked", "empirical_kernel": "reskernel.nets.empirical",
     "Network": "reskernel.nets.networks", "network": "reskernel.nets.networks",
     "Numerical": "reskernel.core.quadrature",
+    "signal_propagation": "reskernel.core.signal", "critical_line": "reskernel.core.signal",
 }
 
-__all__ = sorted(set(_NAMES) | {"activations", "quadrature", "analytic", "blocked", "data", "depth_study", "inference", "lengths", "limits",
+__all__ = sorted(set(_NAMES) | {"signal", "activations", "quadrature", "analytic", "blocked", "data", "depth_study", "inference", "lengths", "limits",
                                 "nets", "precision", "regression", "shortcut", "studies", "sweeps", "training",
                                 "core"})
 
