@@ -162,15 +162,21 @@ def _length_fixed_point(arch, q1) -> float:
         return q1
     lo, hi = q1, q1
     if g1 > 0.0:
+        def unbounded(why):
+            return ValueError(
+                f"the length map q -> w_var E[phi(sqrt(q) z)^2] + b_var of {arch.activation.label} with "
+                f"w_var = {arch.w_var:g}, b_var = {arch.b_var:g} has no finite fixed point: from q_1 = "
+                f"{q1:.6g} it grows past {lo:.3g}{why} (an unbounded activation with w_var too large?)")
+
         while True:
             lo, hi = hi, 2.0 * hi
             if hi > Q_MAX * q1:
-                raise ValueError(
-                    f"the length map q -> w_var E[phi(sqrt(q) z)^2] + b_var of {arch.activation.label} with "
-                    f"w_var = {arch.w_var:g}, b_var = {arch.b_var:g} has no finite fixed point: from q_1 = "
-                    f"{q1:.6g} it grows past {hi:.3g} (an unbounded activation with w_var too large)")
-            if g(hi) <= 0.0:
-                break
+                raise unbounded("")
+            try:
+                if g(hi) <= 0.0:
+                    break
+            except ValueError as e:  # the activation's Gaussian integral fails at large q
+                raise unbounded(f", where the activation's integral fails ({e})") from e
     else:
         # With Q(0) = 0 and Q'(0) <= 1 the variance may vanish; g(q) / q then shrinks with q
         # (tanh at w_var = 1: -2 q) into the duals' rounding, where its sign means nothing.
