@@ -51,6 +51,25 @@ def _xp(x):
     return jnp
 
 
+def _angle(xp, rho):
+    """(arccos rho, sqrt(1 - rho^2)) for rho in [-1, 1]: NumPy's, or in JAX the polynomial of
+    reskernel.core.arccos (exact to rounding, and cheaper than XLA's acos in a deep recursion)."""
+    if xp is np:
+        return np.arccos(rho), np.sqrt(np.maximum((1.0 - rho) * (1.0 + rho), 0.0))
+    from .arccos import angle_sine
+
+    return angle_sine(rho)
+
+
+def _arcsin(xp, x):
+    """arcsin on [-1, 1] (pi / 2 - arccos x: absolute error ~ 1e-16 in float64)."""
+    if xp is np:
+        return np.arcsin(x)
+    from .arccos import arccos
+
+    return 0.5 * math.pi - arccos(x)
+
+
 class Activation:
     """Base of the activations: an elementwise function with closed-form duals.
 
@@ -109,8 +128,7 @@ class ABRelu(Activation):
         s = xp.sqrt(q1 * q2)
         safe = xp.where(s > 0, s, 1.0)
         rho = xp.clip(k / safe, -1.0, 1.0)
-        theta = xp.arccos(rho)
-        sine = xp.sqrt(xp.maximum((1.0 - rho) * (1.0 + rho), 0.0))
+        theta, sine = _angle(xp, rho)
         sq, ab = self.a * self.a + self.b * self.b, self.a * self.b
         v = s * (sq * (sine + (math.pi - theta) * rho) - 2.0 * ab * (sine - theta * rho)) / (2.0 * math.pi)
         vdot = (sq * (math.pi - theta) + 2.0 * ab * theta) / (2.0 * math.pi)
@@ -146,7 +164,7 @@ class Erf(Activation):
         b2 = self.b * self.b
         p = (1.0 + 2.0 * b2 * q1) * (1.0 + 2.0 * b2 * q2)
         arg = xp.clip(2.0 * b2 * k / xp.sqrt(p), -1.0, 1.0)
-        v = self.a * self.a * (2.0 / math.pi) * xp.arcsin(arg) + self.c * self.c
+        v = self.a * self.a * (2.0 / math.pi) * _arcsin(xp, arg) + self.c * self.c
         vdot = self.a * self.a * b2 * (4.0 / math.pi) / xp.sqrt(p - 4.0 * b2 * b2 * k * k)
         return v, vdot
 
@@ -173,7 +191,7 @@ class Gelu(Activation):
         prod = q1 * q2
         delta2 = big - k * k
         delta = xp.sqrt(delta2)
-        angle = xp.arcsin(xp.clip(k / xp.sqrt(big), -1.0, 1.0))
+        angle = _arcsin(xp, xp.clip(k / xp.sqrt(big), -1.0, 1.0))
         v = 0.25 * k + (k * angle + (k * k + prod * delta2) / (big * delta)) / (2.0 * math.pi)
         vdot = 0.25 + (angle + (k / delta) * (1.0 + (1.0 - prod) / big + 1.0 / delta2)) / (2.0 * math.pi)
         return v, vdot

@@ -96,7 +96,7 @@ def _tiles(x1p, x2p, t1s, t2s, a2, geometry, *, arch, trained, symmetric, all_de
     kind = kind_of(arch)
     te1, te2, nb1, nb2 = geometry
     depth = arch.depth
-    ii, jj = np.divmod(np.arange(nb1 * nb2), nb2)
+    ii, jj = np.triu_indices(nb1) if symmetric else np.divmod(np.arange(nb1 * nb2), nb2)
     ii, jj = jnp.asarray(ii, jnp.int32), jnp.asarray(jj, jnp.int32)
     if symmetric:
         full = jnp.matmul(x1p, x1p.T, precision=jax.lax.Precision.HIGHEST)
@@ -142,16 +142,27 @@ def _tiles(x1p, x2p, t1s, t2s, a2, geometry, *, arch, trained, symmetric, all_de
             pair = engine.general_layer(kind, arch, pair, r, c, h)
             if all_depths:
                 pair = jax.lax.optimization_barrier(pair)
-                vals = engine.general_read(kind, arch, pair, trained)
-                outs = tuple(jax.lax.dynamic_update_slice(o, vals[p][None], (l, r0, c0)) for o, p in zip(outs, pick))
+                outs = write(outs, engine.general_read(kind, arch, pair, trained), r0, c0, l)
             return ((pair, diags), outs), None
 
         layers = jnp.arange(depth, dtype=jnp.int32)
         (pair, _), outs = jax.lax.scan(layer, ((pair, diags), outs), (layers, rows, cols, a2))[0]
         if not all_depths:
-            vals = engine.general_read(kind, arch, pair, trained)
-            outs = tuple(jax.lax.dynamic_update_slice(o, vals[p], (r0, c0)) for o, p in zip(outs, pick))
+            outs = write(outs, engine.general_read(kind, arch, pair, trained), r0, c0)
         return outs
+
+    def write(outs, vals, r0, c0, l=None):
+        """The tile (r0, c0) of each picked kernel (and, symmetric, its mirror (c0, r0))."""
+        new = []
+        for o, p in zip(outs, pick):
+            v = vals[p] if l is None else vals[p][None]
+            at = (r0, c0) if l is None else (l, r0, c0)
+            o = jax.lax.dynamic_update_slice(o, v, at)
+            if symmetric:
+                mirror = (c0, r0) if l is None else (l, c0, r0)
+                o = jax.lax.dynamic_update_slice(o, jnp.swapaxes(v, -1, -2), mirror)
+            new.append(o)
+        return tuple(new)
 
     return jax.lax.fori_loop(0, ii.shape[0], one, zeros)
 

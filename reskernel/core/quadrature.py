@@ -193,13 +193,15 @@ class Numerical(Activation):
             off = [np.abs(a - b) > self.tol * np.abs(b) + 1e-300 for a, b in zip(prev, cur)]
             if not (off[0].any() or off[1].any()):
                 return step, cur[0], cur[1]
+            last = (prev, cur, off)
             step, prev = step / 2, cur
-        name, a, b, bad = ("E[phi(u)^2]", *prev[:1], *cur[:1], off[0]) if off[0].any() else \
-            ("E[phi'(u)^2]", prev[1], cur[1], off[1])
+        prev, cur, off = last
+        j = 0 if off[0].any() else 1
+        name, a, b, bad = ("E[phi(u)^2]", "E[phi'(u)^2]")[j], prev[j], cur[j], off[j]
         i = int(np.argmax(bad))
         raise ValueError(f"the Gaussian integral {name} of activation {self.label} does not converge at variance "
-                         f"q = {flat[i]:.6g}: steps {2 * step:g} and {step:g} of the trapezoidal rule give "
-                         f"{a[i]:.17g} and {b[i]:.17g}, beyond tol = {self.tol:g} (does phi grow too fast?)")
+                         f"q = {flat[i]:.6g}: steps {step:g} and {step / 2:g} of the trapezoidal rule give "
+                         f"{a[i]:.17g} and {b[i]:.17g}, beyond tol = {self.tol:g} (does phi grow too fast, or is it not smooth?)")
 
     def terms(self, q) -> int:
         """The fewest series terms (from LADDER) meeting tol at every variance in q."""
