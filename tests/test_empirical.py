@@ -1,6 +1,7 @@
 import functools
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -8,41 +9,67 @@ import pytest
 import reskernel as rk
 from conftest import assert_close
 
-ARCHS = [rk.FeedForward(3), rk.ResNet(3, gamma=1.0), rk.ResNet(4, scales=[0.8, 0.4, 0.2, 0.1])]
+ARCHS = [rk.FeedForward(3), rk.ResNet(3, gamma=1.0), rk.ResNet(4, scales=[0.8, 0.4, 0.2, 0.1]),
+         # biases, non-ReLU activations, non-default variances; the ResNet branch's two paths
+         rk.FeedForward(3, w_var=1.3, b_var=0.2, activation="erf", in_var=0.6),
+         rk.ResNet(3, gamma=0.7, w_var=0.9, b_var=0.15, activation="tanh", in_var=1.4, out_var=0.7),
+         rk.ResNet(2, alpha=0.6, w_var=1.2, b_var=0.3, activation="leaky_relu", out_var=2.0)]
 
 
 def _x(n, d, seed):
     return np.random.default_rng(seed).normal(size=(n, d))
 
 
-def _independent_ntk(net, params, x1, x2, groups):
-    """Jacobians taken directly on the parameter dict (not the library's code path)."""
-    def f(sel, x):
-        return net.apply({**params, **sel}, x)
+def _brute_forward(arch, p, x):
+    """The net of reskernel.core.arch's module doc, written here in jax.numpy (not the library's
+    forward pass): f(x) for x (n, d)."""
+    m = p["readout"].shape[0]
+    phi = arch.activation
+    sb = jnp.sqrt(arch.b_var)
+    bias = (lambda name: sb * p[name]) if arch.b_var > 0 else (lambda name: 0.0)
+    if isinstance(arch, rk.FeedForward):
+        z = jnp.sqrt(arch.in_var) * x @ p["input"].T + bias("input_bias")
+        for l in range(arch.depth - 1):
+            z = jnp.sqrt(arch.w_var / m) * phi(z) @ p["hidden"][l].T + (sb * p["hidden_bias"][l] if arch.b_var else 0)
+        return jnp.sqrt(arch.w_var / m) * phi(z) @ p["readout"] + bias("readout_bias")
+    h = (jnp.sqrt(arch.in_var) * x @ p["embed"].T + bias("embed_bias")) / jnp.sqrt(m)
+    for l, a in enumerate(arch.branch_scales):
+        u = jnp.sqrt(arch.w_var) * h @ p["W"][l].T + (sb * p["b"][l] if arch.b_var else 0)
+        h = h + a * phi(u) @ p["V"][l].T / m
+    return jnp.sqrt(arch.out_var) * h @ p["readout"] + bias("readout_bias")
 
+
+def _brute_ntk(arch, params, x1, x2, groups):
+    """J(x1) J(x2)^T with J = jax.jacobian of _brute_forward in the flattened parameters of
+    `groups`: the brute-force NTK (or, for the readout groups, NNGP)."""
     sel = {g: params[g] for g in groups}
-    j1 = jax.jacrev(f)(sel, x1)
-    j2 = jax.jacrev(f)(sel, x2)
-    return sum(jnp.tensordot(j1[g], j2[g], axes=(tuple(range(1, j1[g].ndim)),) * 2) for g in groups)
+    flat, unravel = jax.flatten_util.ravel_pytree(sel)
+
+    def f(theta, x):
+        return _brute_forward(arch, {**params, **unravel(theta)}, x)
+
+    return jax.jacobian(f)(flat, x1) @ jax.jacobian(f)(flat, x2).T
 
 
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("trained", ["hidden", "all"])
-def test_methods_agree_with_direct_jacobians(x64, arch, trained):
+def test_methods_agree_with_brute_force_jacobians(x64, arch, trained):
     net = rk.network(arch, 12)
     params = net.init(jax.random.PRNGKey(0), 4)
     x1, x2 = _x(7, 4, 1), _x(5, 4, 2)
     groups = rk.networks.param_groups(arch, trained)
-    direct = _independent_ntk(net, params, x1, x2, groups)
+    # every parameter is trained in "all"; "hidden" leaves out the readout (and embedding)
+    assert (set(groups) == set(params)) == (trained == "all")
+    direct = _brute_ntk(arch, params, x1, x2, groups)
     for method, bs in (("structured", 3), ("jacobian", 4), ("structured", 100)):
         e = rk.empirical_kernel(net, params, x1, x2, trained=trained, method=method, batch_size=bs)
         assert e.ntk.shape == (7, 5)
         assert_close(e.ntk, direct, rtol=1e-10, atol=1e-12)
-    feats = net.features(params, x1), net.features(params, x2)
-    assert_close(e.nngp, feats[0] @ feats[1].T, rtol=1e-12)
-    # readout-gradient kernel: d f / d v = x_L
-    readout = _independent_ntk(net, params, x1, x2, ("readout",))
+    # NNGP: the readout-gradient kernel, d f / d (v, b_out) = (features, sqrt(b_var))
+    readout = _brute_ntk(arch, params, x1, x2, rk.networks.param_groups(arch, "nngp"))
     assert_close(e.nngp, readout, rtol=1e-12)
+    feats = net.features(params, x1), net.features(params, x2)
+    assert_close(e.nngp, feats[0] @ feats[1].T + arch.b_var, rtol=1e-12)
 
 
 def test_symmetric_call_and_jit(x64):
@@ -178,3 +205,21 @@ def test_params_checked_under_jit_and_vmap():
     assert jax.vmap(lambda p: net.apply(p, x))(stacked).shape == (2, 3)
     with pytest.raises(ValueError, match=r"params\['input'\] has shape \(2, 8, 4\), expected \(8, 4\)"):
         net.apply(stacked, x)  # a stack of nets is not one net: vmap over it
+
+
+@pytest.mark.parametrize("method", rk.empirical.METHODS)
+def test_bias_params_must_match_b_var(method):
+    # The bias arrays exist exactly when b_var > 0; a mismatch names them and b_var.
+    biased, params = _net_params(rk.ResNet(2, b_var=0.2, activation="erf"))
+    plain, _ = _net_params(rk.ResNet(2))
+    x = _x(3, 4, 0)
+    with pytest.raises(ValueError, match=r"missing \['b'\] \(an arch with b_var = 0.2 has bias parameters "
+                                         r"\['embed_bias', 'b', 'readout_bias'\]"):
+        rk.empirical_kernel(biased, {k: v for k, v in params.items() if k != "b"}, x, method=method)
+    with pytest.raises(ValueError, match=r"unexpected \['b', 'embed_bias', 'readout_bias'\] \(this arch has "
+                                         r"b_var = 0, so no bias parameters"):
+        rk.empirical_kernel(plain, params, x, method=method)
+    with pytest.raises(ValueError, match=r"params\['readout_bias'\] has 1 non-finite entries"):
+        rk.empirical_kernel(biased, {**params, "readout_bias": jnp.asarray(np.inf, jnp.float32)}, x, method=method)
+    e = rk.empirical_kernel(biased, params, x, method=method)
+    assert e.ntk.dtype == jnp.float32 and e.nngp.shape == (3, 3)

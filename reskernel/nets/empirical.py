@@ -1,10 +1,10 @@
 """Empirical NNGP and NTK of a finite-width network.
 
-NNGP: inner products of the readout's inputs x_L (the readout-gradient kernel).
-NTK:  sum over the trained weight matrices of <df/dW(x), df/dW(x')>, by
-  - "structured" (default): for a linear map y = c W u, df/dW = c delta u^T, so its
-    contribution is c^2 <u, u'> <delta, delta'>; the backward vectors delta come from one
-    vjp per batch; nothing of size (n, #params) is formed;
+NNGP: the readout-gradient kernel, features . features' + b_var (the readout v and bias b_out).
+NTK:  sum over the trained weights and biases (networks.param_groups) of <df/dW(x), df/dW(x')>, by
+  - "structured" (default): for a linear map y = s W u, df/dW = s delta u^T, so its
+    contribution is s^2 <u, u'> <delta, delta'> (a bias: u = 1, s^2 = b_var); the backward
+    vectors delta come from one reverse scan per batch; nothing of size (n, #params) is formed;
   - "jacobian": explicit Jacobians contracted (memory n * #params; small nets, checks).
 Both run in row blocks of `batch_size`, so n is unbounded by the Jacobian's size.
 """
@@ -20,7 +20,7 @@ import numpy as np
 from .. import _checks
 from ..core.analytic import Kernel
 from ..core.arch import FeedForward, check_trained
-from .networks import Network, _forward, _relu, param_groups
+from .networks import Network, _branch_scales, _forward, param_groups
 
 __all__ = ["empirical_kernel", "METHODS"]
 
@@ -28,72 +28,71 @@ METHODS = ("structured", "jacobian")
 
 
 def _scales2(net: Network, dtype):
-    """c^2 of each linear map y = c W u, per group (scalar or per layer)."""
-    m = net.width
-    if isinstance(net.arch, FeedForward):
-        return {"input": 1.0, "hidden": jnp.ones((net.arch.depth - 1,), dtype), "readout": 1.0}
-    a = jnp.asarray(np.asarray(net.arch.branch_scales), dtype)
-    return {"embed": 1.0 / m, "W": jnp.full((net.arch.depth,), 2.0 / m, dtype), "V": a * a / m, "readout": 1.0}
+    """s^2 of each group's linear maps y = s W u (scalar, or per layer), u = Trace.inputs[group]
+    and y the quantity whose backward vector `_structured_features` pairs with u. A bias is
+    the map of the constant input 1 into its layer's y."""
+    arch, m, depth = net.arch, net.width, net.arch.depth
+    b_var = arch.b_var
+    if isinstance(arch, FeedForward):
+        return {"input": arch.in_var, "input_bias": b_var, "hidden": jnp.ones((depth - 1,), dtype),
+                "hidden_bias": jnp.full((depth - 1,), b_var, dtype)}
+    a = jnp.asarray(np.asarray(arch.branch_scales), dtype)
+    # y of the branch is the pre-activation as _forward computes it (scaled by 1/sqrt(m) for a
+    # homogeneous phi, networks._branch_scales), and so is its backward vector.
+    pre = 1.0 / m if arch.activation.homogeneous else 1.0
+    return {"embed": arch.in_var / m, "embed_bias": b_var / m, "W": jnp.full((depth,), arch.w_var * pre, dtype),
+            "b": jnp.full((depth,), b_var * pre, dtype), "V": a * a / m}
 
 
 @functools.partial(jax.jit, static_argnums=(0, 3))
 def _structured_features(net: Network, params, x, groups):
-    """Per group: (inputs u, backward vectors delta) of its linear maps y = c W u, with delta
-    the derivative of f (summed over the batch) with respect to y; and the readout's input x_L.
+    """Per group: (inputs u, backward vectors delta) of its linear maps y = s W u, with delta
+    the derivative of f (summed over the batch) with respect to y; and the readout's input.
 
-    One forward scan stores each layer's input and ReLU mask, one reverse scan carries the
-    backward vector (written out, not by autodiff: differentiating the forward scan made JAX
-    save every layer's weight slice as a residual, 10x the cost of the two passes).
+    The forward pass (networks._forward) stores each layer's input and phi' at its
+    pre-activation (for ReLU the mask); one reverse scan carries the backward vector (written
+    out, not by autodiff: differentiating the forward scan made JAX save every layer's weight
+    slice as a residual, 10x the cost of the two passes).
     """
-    m = net.width
+    arch, m = net.arch, net.width
     dtype = params["readout"].dtype
-    x = x.astype(dtype)
+    trace = _forward(net, params, x, None, True)
+    inputs, slopes = trace.inputs, trace.slopes
     v = params["readout"]
-    c = math.sqrt(2.0 / m)
-    if isinstance(net.arch, FeedForward):
-        h1 = x @ params["input"].T
+    if isinstance(arch, FeedForward):
+        c = math.sqrt(arch.w_var / m)
         hidden = params["hidden"]
 
-        def forward(xl, w):
-            h = xl @ w.T
-            return c * _relu(h), (xl, h > 0)
+        def backward(delta, inp):                            # delta: d f / d z_l
+            w, slope = inp
+            return c * (delta @ w) * slope, delta
 
-        x_last, (us, masks) = jax.lax.scan(forward, c * _relu(h1), hidden)
-        first = h1 > 0
-        below = jnp.concatenate([first[None], masks])[:-1]   # ReLU mask feeding each hidden layer
-
-        def backward(delta, inp):                            # delta: d f / d (pre-activation of layer l)
-            w, mask = inp
-            return c * (delta @ w) * mask, delta
-
-        top = masks[-1] if hidden.shape[0] else first
-        d_input, ds = jax.lax.scan(backward, c * v * top, (hidden, below), reverse=True)
-        feats = {"input": (x, d_input), "hidden": (us, ds)}
+        # slopes[l-1] is phi'(z_l); the map W_l (l >= 2) reads phi(z_{l-1}), slopes[:-1]
+        d_input, ds = jax.lax.scan(backward, c * v * slopes[-1], (hidden, slopes[:-1]), reverse=True)
+        deltas = {"input": d_input, "input_bias": d_input, "hidden": ds, "hidden_bias": ds}
     else:
-        a = jnp.asarray(np.asarray(net.arch.branch_scales), dtype)
+        a = jnp.asarray(np.asarray(arch.branch_scales), dtype)
         s = 1.0 / math.sqrt(m)
-
-        def forward(xl, inp):
-            w, v_l, al = inp
-            p = c * (xl @ w.T)
-            z = _relu(p)
-            return xl + al * s * (z @ v_l.T), (xl, z, p > 0)
-
-        x_last, (us, zs, masks) = jax.lax.scan(forward, s * (x @ params["embed"].T), (params["W"], params["V"], a))
+        ws, _, _, post = _branch_scales(arch, m)
 
         def backward(g, inp):                                # g: d f / d (block output x_l)
-            w, v_l, al, mask = inp
-            d_w = al * s * (g @ v_l) * mask                  # d f / d (pre-activation c W x_{l-1})
-            return g + c * (d_w @ w), (d_w, g)
+            w, v_l, al, slope = inp
+            d_p = al * s * (g @ v_l) * slope                 # d f / d (pre-activation p, as computed)
+            if post is not None:
+                d_p = post * d_p
+            return g + ws * (d_p @ w), (d_p, g)
 
-        g0, (d_ws, d_vs) = jax.lax.scan(backward, jnp.broadcast_to(v, x_last.shape),
-                                        (params["W"], params["V"], a, masks), reverse=True)
-        feats = {"embed": (x, g0), "W": (us, d_ws), "V": (zs, d_vs)}
-    return {g: feats[g] for g in groups if g != "readout"}, x_last
+        g_top = jnp.broadcast_to(v if arch.out_var == 1 else math.sqrt(arch.out_var) * v, trace.features.shape)
+        g0, (d_ps, d_vs) = jax.lax.scan(backward, g_top, (params["W"], params["V"], a, slopes), reverse=True)
+        deltas = {"embed": g0, "embed_bias": g0, "W": d_ps, "b": d_ps, "V": d_vs}
+    return {g: (inputs[g], deltas[g]) for g in groups if g not in _READOUT}, trace.features
+
+
+_READOUT = ("readout", "readout_bias")
 
 
 @jax.jit
-def _contract(feats1, feats2, scales2, f1, f2, readout_trained):
+def _contract(feats1, feats2, scales2, f1, f2, b_var, readout_trained):
     ntk = jnp.zeros((f1.shape[0], f2.shape[0]), f1.dtype)
     for g, (u1, d1) in feats1.items():
         u2, d2 = feats2[g]
@@ -105,7 +104,7 @@ def _contract(feats1, feats2, scales2, f1, f2, readout_trained):
                 a1, b1, a2, b2, sl = inp
                 return acc + sl * (a1 @ a2.T) * (b1 @ b2.T), None
             ntk, _ = jax.lax.scan(layer, ntk, (u1, d1, u2, d2, s))
-    nngp = f1 @ f2.T
+    nngp = f1 @ f2.T + b_var                                  # the readout v and bias b_out
     return nngp, ntk + readout_trained * nngp
 
 
@@ -152,22 +151,23 @@ def empirical_kernel(net: Network, params, x1, x2=None, *, trained="hidden", met
     b2 = b1 if x2 is None else _blocks(x2, batch_size)
 
     if method == "structured":
-        body = tuple(g for g in groups if g != "readout")
+        body = tuple(g for g in groups if g not in _READOUT)
         scales2 = {g: s for g, s in _scales2(net, dtype).items() if g in body}
         feats1 = [_structured_features(net, params, b, body) for b in b1]
         feats2 = feats1 if x2 is None else [_structured_features(net, params, b, body) for b in b2]
         readout = jnp.asarray(1.0 if "readout" in groups else 0.0, dtype)
+        b_var = jnp.asarray(net.arch.b_var, dtype)
 
         def block(i, j):
             (fa, ha), (fb, hb) = feats1[i], feats2[j]
-            return _contract(fa, fb, scales2, ha, hb, readout)
+            return _contract(fa, fb, scales2, ha, hb, b_var, readout)
     else:
         jac1 = [_jacobians(net, params, b, groups) for b in b1]
         jac2 = jac1 if x2 is None else [_jacobians(net, params, b, groups) for b in b2]
 
         def block(i, j):
             (ja, ha), (jb, hb) = jac1[i], jac2[j]
-            return ha @ hb.T, ja @ jb.T
+            return ha @ hb.T + net.arch.b_var, ja @ jb.T
 
     rows_nngp, rows_ntk = [], []
     for i in range(len(b1)):
