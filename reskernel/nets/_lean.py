@@ -85,11 +85,20 @@ def _resnet_block(k_layers, l, m, dtype):
     return wv[0], wv[1]
 
 
+def _check_default(arch):
+    """The simulator writes out the default nets only (ReLU, w_var = 2, no biases, unit
+    in/out variances): refuse others rather than simulate the wrong net."""
+    if not arch.default:
+        raise ValueError(f"the lean simulator covers the default bias-free He-scaled ReLU nets only, got {arch}; "
+                         "use reskernel.empirical_kernel(reskernel.network(arch, width), ...) for other nets")
+
+
 def lean_params(arch, width: int, key, d_in: int, dtype=None) -> dict:
     """The weights the lean simulator draws from `key`, in reskernel.networks' layout.
 
     For checks at small size only (this is what the simulator avoids materializing).
     """
+    _check_default(arch)
     dtype = jnp.result_type(float) if dtype is None else dtype
     m, depth = width, arch.depth
     k_layers, first, v = _first(key, m, d_in, dtype)
@@ -197,7 +206,8 @@ def lean_kernels(keys, x, *, arch, width, trained="hidden", max_depth=None):
     Args:
       keys: (S,) PRNG keys (raw uint32 (S, 2) or typed); one network per key (vmapped).
       x: (n, d) inputs in the simulation dtype.
-      arch, width, trained: as in reskernel.network / reskernel.empirical_kernel.
+      arch, width, trained: as in reskernel.network / reskernel.empirical_kernel; arch a
+        default net (arch.default: ReLU, w_var = 2, no biases), ValueError otherwise.
       max_depth: compile for this depth (>= arch.depth) and skip the extra blocks at run
         time, so that one compilation serves every depth up to it (memory as for max_depth).
     Returns:
@@ -205,6 +215,7 @@ def lean_kernels(keys, x, *, arch, width, trained="hidden", max_depth=None):
       reskernel.network(arch, width) at lean_params(arch, width, key, d). Jitted (static
       arch kind, max_depth, width, trained). Memory per key: see `bytes_per_seed`.
     """
+    _check_default(arch)
     max_depth = arch.depth if max_depth is None else int(max_depth)
     if max_depth < arch.depth:
         raise ValueError(f"max_depth must be >= the depth {arch.depth}, got {max_depth}")
