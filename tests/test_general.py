@@ -279,3 +279,17 @@ def test_float32_inputs_of_one_norm_use_tables_within_the_bound(arch):
     assert rk.analytic.plan(arch, "hidden", ("nngp",), spread, None, method="auto", all_depths=False).angles is None
     with pytest.raises(ValueError, match="share one norm"):
         rk.kernel(arch, spread, method="table")
+
+
+@pytest.mark.parametrize("family", [rk.FeedForward(1, w_var=1.7, b_var=0.1, activation="erf"),
+                                    rk.ResNet(1, gamma=0.5, w_var=1.3, b_var=0.2, activation="sin")],
+                         ids=["ffnet", "resnet"])
+def test_depth_families_of_general_archs_equal_kernels_per_depth(family):
+    x1, x2 = _inputs(5, seed=12), _inputs(4, seed=13)
+    depths = (7, 1, 3, 7)
+    with enable_x64():
+        got = rk.regression.depth_kernels(family, x1, x2, depths=depths)
+        for j, d in enumerate(depths):
+            want = rk.kernel(family.with_depth(d), x1, x2)
+            np.testing.assert_allclose(np.asarray(got.ntk[j]), np.asarray(want.ntk), rtol=1e-13)
+            np.testing.assert_allclose(np.asarray(got.nngp[j]), np.asarray(want.nngp), rtol=1e-13)

@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import _checks
 from ..precision import enable_x64
-from . import engine
+from . import engine, general
 from .analytic import Kernel, _check_get, compute, correlation_kernels, kind_of, plan, prepare
 from .arch import FeedForward, ResNet, check_arch, check_trained
 from .tiles import GET, correlations
@@ -143,7 +143,15 @@ def depth_kernels(family, x1, x2=None, depths=(1,), *, trained="hidden", get=Non
     picked = _check_get(get)
     uniq, inverse = np.unique(depths, return_inverse=True)
     found = {}
-    if not family.default:  # general archs (reskernel.core.general): each depth its own pass
+    if not family.default and isinstance(family, FeedForward):  # general FFNets: one pass, every depth read
+        deepest = _member(family, uniq[-1])
+        reads = tuple(int(d) for d in uniq)
+        p = plan(deepest, trained, picked, x1, x2, method=method, all_depths=False, reads=reads)
+        outs = (compute(deepest, trained, picked, x1, x2, p, all_depths=True) if p.angles is not None else
+                general.general_kernel(deepest, trained, picked, x1, x2, reads=reads))
+        found = {d: tuple(o[j] for o in outs) for j, d in enumerate(reads)}
+        _report(progress, reads[-1])
+    elif not family.default:  # general ResNets (reskernel.core.general): each depth its own alpha
         for d in uniq:
             member = _member(family, d)
             p = plan(member, trained, picked, x1, x2, method=method, all_depths=False)

@@ -88,8 +88,9 @@ def _snap(gram, sq1, sq2):
     return jnp.where(near, jnp.sign(gram) * bound, gram)
 
 
-def _tiles(x1p, x2p, t1s, t2s, a2, geometry, *, arch, trained, symmetric, all_depths, pick):
-    """Every tile through the depth. Closed-form activations (t1s = t2s = ()): each tile also
+def _tiles(x1p, x2p, t1s, t2s, a2, geometry, *, arch, trained, symmetric, reads, pick):
+    """Every tile through the depth; reads: None (the last depth) or the sorted depths whose
+    kernels are written, (R, n1, n2). Closed-form activations (t1s = t2s = ()): each tile also
     carries its rows' and columns' diagonals through the same layer map, so an entry between
     identical inputs goes through exactly the arithmetic of their diagonal (and stays there);
     numerical activations read the host's row terms t1s, t2s (leaves (L, n, ...))."""
@@ -113,7 +114,11 @@ def _tiles(x1p, x2p, t1s, t2s, a2, geometry, *, arch, trained, symmetric, all_de
             b = jax.lax.dynamic_slice_in_dim(x2p, c0, te2)
             return jnp.matmul(a, b.T, precision=jax.lax.Precision.HIGHEST)
 
-    shape = ((depth,) if all_depths else ()) + (nb1 * te1, nb2 * te2)
+    shape = (() if reads is None else (len(reads),)) + (nb1 * te1, nb2 * te2)
+    every = reads is not None and len(reads) == depth
+    slots = np.full(depth, -1, np.int32)
+    if reads is not None:
+        slots[np.asarray(reads) - 1] = np.arange(len(reads))
     # distinct zero arrays (as in reskernel.core.tiles: one shared zeros would be copied)
     zeros = tuple(jnp.zeros(shape, x1p.dtype) if q == 0 else jnp.broadcast_to(0 * x1p[0, 0], shape)
                   for q in range(len(pick)))
@@ -135,19 +140,22 @@ def _tiles(x1p, x2p, t1s, t2s, a2, geometry, *, arch, trained, symmetric, all_de
 
         def layer(carry, lx):
             (pair, diags), outs = carry
-            l, r, c, h = lx
+            slot, r, c, h = lx
             if exact:
                 r, c = ((engine.general_seen(kind, arch, d),) for d in diags)
                 diags = tuple(engine.general_layer(kind, arch, (d, 0.0 * d), t, t, h)[0] for d, t in zip(diags, (r, c)))
             pair = engine.general_layer(kind, arch, pair, r, c, h)
-            if all_depths:
+            if reads is not None:
                 pair = jax.lax.optimization_barrier(pair)
-                outs = write(outs, engine.general_read(kind, arch, pair, trained), r0, c0, l)
+                if every:
+                    outs = write(outs, engine.general_read(kind, arch, pair, trained), r0, c0, slot)
+                else:
+                    outs = jax.lax.cond(slot >= 0, lambda o: write(o, engine.general_read(kind, arch, pair, trained),
+                                                                   r0, c0, slot), lambda o: o, outs)
             return ((pair, diags), outs), None
 
-        layers = jnp.arange(depth, dtype=jnp.int32)
-        (pair, _), outs = jax.lax.scan(layer, ((pair, diags), outs), (layers, rows, cols, a2))[0]
-        if not all_depths:
+        (pair, _), outs = jax.lax.scan(layer, ((pair, diags), outs), (jnp.asarray(slots), rows, cols, a2))[0]
+        if reads is None:
             outs = write(outs, engine.general_read(kind, arch, pair, trained), r0, c0)
         return outs
 
@@ -167,8 +175,8 @@ def _tiles(x1p, x2p, t1s, t2s, a2, geometry, *, arch, trained, symmetric, all_de
     return jax.lax.fori_loop(0, ii.shape[0], one, zeros)
 
 
-@_jit(("arch", "trained", "all_depths", "symmetric", "tile", "get"))
-def _general(x1, x2, t1s, t2s, a2, *, arch, trained, all_depths, symmetric, tile, get):
+@_jit(("arch", "trained", "reads", "symmetric", "tile", "get"))
+def _general(x1, x2, t1s, t2s, a2, *, arch, trained, reads, symmetric, tile, get):
     n1, n2 = x1.shape[0], x2.shape[0]
     te1 = _edge(n1, tile)
     te2 = te1 if symmetric else _edge(n2, tile)
@@ -188,15 +196,19 @@ def _general(x1, x2, t1s, t2s, a2, *, arch, trained, all_depths, symmetric, tile
     x2p, t2p = (x1p, t1p) if symmetric else pad(x2, t2s, nb2 * te2)
     pick = tuple(GET.index(g) for g in get)
     outs = _tiles(x1p, x2p, t1p, t2p, a2, (te1, te2, nb1, nb2), arch=arch, trained=trained,
-                  symmetric=symmetric, all_depths=all_depths, pick=pick)
+                  symmetric=symmetric, reads=reads, pick=pick)
     return tuple(o[..., :n1, :n2] for o in outs)
 
 
-def general_kernel(arch, trained, picked, x1, x2, *, all_depths, tile=TILE):
+def general_kernel(arch, trained, picked, x1, x2, *, all_depths=False, reads=None, tile=TILE):
     """The kernels `picked` of a general arch between x1 and x2 (None: symmetric), a tuple of
-    arrays in x1's dtype, ([L,] n1, n2). Concrete inputs: float64 inside (module doc)."""
+    arrays in x1's dtype, (n1, n2); with all_depths (L, n1, n2); with reads, a sorted tuple of
+    depths, (len(reads), n1, n2) from the same pass. Concrete inputs: float64 inside (module doc)."""
     symmetric = x2 is None
-    kw = dict(arch=arch, trained=trained, all_depths=bool(all_depths), symmetric=symmetric, tile=tile, get=picked)
+    if all_depths:
+        reads = tuple(range(1, arch.depth + 1))
+    reads = None if reads is None else tuple(int(r) for r in reads)
+    kw = dict(arch=arch, trained=trained, reads=reads, symmetric=symmetric, tile=tile, get=picked)
     exact = arch.activation.exact
     if _checks.traced(x1, x2):
         if not exact:
