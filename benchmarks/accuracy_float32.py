@@ -55,7 +55,7 @@ def main(argv=None):
     inputs = {"gaussian (d=784)": rng.normal(size=(args.n, 784)).astype(np.float32),
               "MNIST 4/9 (d=784)": mnist, "near-parallel pairs (d=784)": near_pairs(args.n, 784, rng)}
     out = {"machine": C.machine(), "n": args.n, "cases": {}}
-    print(f"| inputs | arch | delta | bound | auto: nngp | auto: ntk | recursion: nngp | recursion: ntk |")
+    print("| inputs | arch | delta | bound | auto: nngp | auto: ntk | recursion: nngp | recursion: ntk |")
     print("|---|---|---|---|---|---|---|---|")
     for iname, x in inputs.items():
         r32 = np.asarray(correlations(x)[0], np.float64)
