@@ -223,3 +223,15 @@ def test_bias_params_must_match_b_var(method):
         rk.empirical_kernel(biased, {**params, "readout_bias": jnp.asarray(np.inf, jnp.float32)}, x, method=method)
     e = rk.empirical_kernel(biased, params, x, method=method)
     assert e.ntk.dtype == jnp.float32 and e.nngp.shape == (3, 3)
+
+
+def test_lean_simulator_refuses_general_nets():
+    # It writes out the bias-free He-scaled ReLU nets only: another net would be simulated wrong.
+    from reskernel.nets._lean import lean_kernels, lean_params
+
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)
+    for arch in (rk.FeedForward(2, activation="tanh"), rk.ResNet(2, b_var=0.1), rk.ResNet(2, out_var=2.0)):
+        with pytest.raises(ValueError, match="the lean simulator covers the default bias-free He-scaled ReLU nets only"):
+            lean_kernels(keys, jnp.ones((2, 3)), arch=arch, width=8)
+        with pytest.raises(ValueError, match="use reskernel.empirical_kernel"):
+            lean_params(arch, 8, keys[0], 3)
