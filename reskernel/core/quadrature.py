@@ -69,6 +69,22 @@ def _compiled(fn, derivative):
     return jax.jit(lambda x: jax.vmap(jax.grad(lambda t: jnp.sum(fn(t))))(x.ravel()).reshape(x.shape))
 
 
+CHUNK = 1 << 14   # elements per call of the user's function (one compilation per function)
+
+
+def _chunked(fn, x):
+    """fn (jitted, elementwise) on x of any shape, in float64 chunks of CHUNK elements: every
+    call has one shape, so fn compiles once (not once per quadrature grid)."""
+    import jax.numpy as jnp
+
+    flat = np.asarray(x, np.float64).ravel()
+    pad = -flat.size % CHUNK
+    flat = np.concatenate([flat, np.zeros(pad)]) if pad else flat
+    parts = [np.asarray(fn(jnp.asarray(c))) for c in flat.reshape((-1, CHUNK))]
+    out = np.concatenate(parts) if len(parts) > 1 else parts[0]
+    return out[:x.size].reshape(np.shape(x)) if out.shape == (flat.size,) else out
+
+
 @functools.lru_cache(maxsize=256)
 def _planned(act, data, shape):
     """act._plan of the variances in `data` (bytes of a float64 array; remembered: the same
@@ -121,13 +137,12 @@ class Numerical(Activation):
 
     def _values(self, x):
         import jax
-        import jax.numpy as jnp
 
         from ..precision import enable_x64
 
         with enable_x64(), jax.ensure_compile_time_eval():  # eager also inside the caller's trace
             try:
-                y = _compiled(self.fn, False)(jnp.asarray(x, jnp.float64))
+                y = _chunked(_compiled(self.fn, False), x)
             except Exception as e:  # the user's function: report what failed, whatever it raised
                 raise TypeError(f"activation {self.label} must be a JAX-traceable elementwise function; it failed "
                                 f"under jax.jit on a float64 array: {e}") from e
@@ -143,13 +158,12 @@ class Numerical(Activation):
 
     def _slopes(self, x):
         import jax
-        import jax.numpy as jnp
 
         from ..precision import enable_x64
 
         with enable_x64(), jax.ensure_compile_time_eval():
             try:
-                d = _compiled(self.fn, True)(jnp.asarray(x, jnp.float64))
+                d = _chunked(_compiled(self.fn, True), x)
             except Exception as e:
                 raise TypeError(f"activation {self.label} must be differentiable by jax.grad (the NTK needs "
                                 f"phi'): {e}") from e
