@@ -206,6 +206,8 @@ def test_fit_slope_recovers_known_power():
     (dict(seeds=0), ValueError, "seeds"),
     (dict(archs=["resnet:x"]), ValueError, "gamma"),
     (dict(archs=["mlp"]), ValueError, "arch"),
+    (dict(archs=[rk.FeedForward(2, activation="tanh")]), ValueError, "default ReLU nets"),
+    (dict(archs=[rk.ResNet(2, gamma=0.5, b_var=0.1)]), ValueError, "default ReLU nets"),
     (dict(archs=[]), ValueError, "archs"),
     (dict(x=np.ones((3, 4)), d_in=5), ValueError, "dimension"),
     (dict(x=np.ones(4)), ValueError, "rank 2"),

@@ -24,7 +24,11 @@ METRICS = ("frob", "entry")
 
 def parse_arch(spec):
     """"ffnet" | "resnet" (gamma = 1) | "resnet:GAMMA", or a FeedForward/ResNet(gamma=...)
-    (its depth is ignored) -> (kind, gamma or None)."""
+    (its depth is ignored) -> (kind, gamma or None). The sweeps simulate the bias-free He-scaled
+    ReLU nets only (reskernel.nets._lean): other activations or variances are refused."""
+    if isinstance(spec, (FeedForward, ResNet)) and not spec.default:
+        raise ValueError(f"sweeps simulate the default ReLU nets (relu, w_var = 2, b_var = 0) only; got activation "
+                         f"{spec.activation.label}, w_var = {spec.w_var:g}, b_var = {spec.b_var:g}")
     if isinstance(spec, FeedForward):
         return ("ffnet", None)
     if isinstance(spec, ResNet):
