@@ -21,6 +21,8 @@ _COMMANDS = {
                 "Fromage vs SGD/Adam/LARS on MLPs of growing depth (Bernstein et al. 2020)."),
     "lengths": ("reskernel.studies.lengths", "lengths_command",
                 "Activation lengths at init, measured vs exact theory (Hanin & Rolnick 2018)."),
+    "phases": ("reskernel.studies.phases", "phases_command",
+               "Kernel-regression accuracy on the (w_var, b_var) phase diagram, FFNet vs ResNet, by depth."),
     "regress": ("reskernel.studies.depth_study", "regress_command",
                 "Kernel regression accuracy vs depth (FFNet vs ResNet, NTK/NNGP, float64/float32)."),
     "shortcut": ("reskernel.studies.shortcut", "shortcut_command",
