@@ -22,7 +22,7 @@ nbclient = pytest.importorskip("nbclient")
 ROOT = Path(__file__).resolve().parents[1]
 NB_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(p.name for p in NB_DIR.glob("[0-9][0-9]_*.ipynb"))
-NEEDS_DATA = ("02", "05")  # read MNIST/CIFAR-10
+NEEDS_DATA = ("02", "05", "07")  # read MNIST/CIFAR-10
 _UMASK = os.umask(0)  # read once (there is no getter), to give written files the usual mode
 os.umask(_UMASK)
 
@@ -124,7 +124,14 @@ def _check_06(r):  # the shortcut from w0 = 0 succeeds (nearly) always, the plai
     assert r["cnn_random_w0"] < r["shortcut_w0_zero"] - 0.1 and r["spurious_runs"] > 0, r
 
 
-CHECKS = {"01": _check_01, "02": _check_02, "03": _check_03, "04": _check_04, "05": _check_05, "06": _check_06}
+def _check_07(r):  # off the critical line the FFNet loses more accuracy with depth than on it; the ResNet none
+    assert _finite(r["ffnet_off_line_loss"], r["ffnet_on_line_loss"], r["resnet_worst_loss"]), r
+    assert r["ffnet_off_line_loss"] > r["ffnet_on_line_loss"] and r["ffnet_off_line_loss"] > 0.2, r
+    assert r["resnet_worst_loss"] <= 0.05 and all(0.4 <= a <= 1 for a in r["accuracy_last"].values()), r
+
+
+CHECKS = {"01": _check_01, "02": _check_02, "03": _check_03, "04": _check_04, "05": _check_05, "06": _check_06,
+          "07": _check_07}
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
