@@ -35,6 +35,7 @@ from ._spec import parse_activations
 from ._spec import parse_archs
 from ._spec import parse_values
 from ._spec import point_signal
+from ._summary import curves
 from ._summary import depth_table
 from ._summary import float32_table
 from ._summary import point_table
@@ -45,6 +46,7 @@ __all__ = [
     "KEY_FIELDS",
     "Point",
     "critical_w",
+    "curves",
     "depth_table",
     "float32_table",
     "grid_points",

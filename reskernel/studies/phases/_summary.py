@@ -122,7 +122,9 @@ def point_table(rows, activation, arch, kernel="ntk", fall=0.05) -> str:
              "|" + "---|" * (6 + len(depths))]
     for (_, _, w, b), (r, acc) in sorted(cs.items(), key=lambda t: (t[0][3], t[0][2])):
         fell = [d for d in depths if d in acc and depths[0] in acc and acc[d] < acc[depths[0]] - fall]
-        xi = "inf" if r["xi_c"] is None and r["phase"] is not None else (f"{r['xi_c']:.3g}" if r["xi_c"] else "")
+        # xi_c = -1 / log(chi_c): infinite (None) where chi_c >= 1, ~1e16 on the line (chi_c = 1 - eps)
+        big = r["phase"] is not None and (r["xi_c"] is None or r["xi_c"] > 1e6)
+        xi = "inf" if big else (f"{r['xi_c']:.3g}" if r["xi_c"] else "")
         chi = f"{r['chi_1']:.4f}" if r["chi_1"] is not None else ""
         name = f"**{w:.4g}**" if r["on_line"] else f"{w:.4g}"
         lines.append(f"| {name} | {b:g} | {r['phase'] or ''} | {chi} | {xi} | "
