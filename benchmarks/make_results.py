@@ -97,6 +97,80 @@ def analytic(an, roof):
     return lines
 
 
+def _secs(t):
+    return f"{t:.3g} s"
+
+
+def _nt_cells(n):
+    """(NT cold, NT warm) cells of a neural-tangents run: times, or why there are none."""
+    if "error" in n:
+        return "failed: " + (n["error"].strip().splitlines() or [""])[-1][-70:].replace("|", "/"), "-"
+    if "timed_out_after_s" in n:
+        done, cells = n["finished_calls_s"], [f"timed out after {n['timed_out_after_s']:.0f} s"] * 2
+        for i, t in enumerate((done[:1], done[1:])):
+            if t:
+                cells[i] = _secs(min(t)) + ("" if i == 0 else " (killed during a later repeat)")
+            elif n.get("running_call") == (0 if i == 0 else 1):
+                cells[i] = f"> {n['running_call_s']:.0f} s (killed at the limit)"
+        return tuple(cells)
+    return _secs(n["cold"]), _secs(n["warm"])
+
+
+def _ratio_cells(c):
+    cells = []
+    for k in ("speedup_cold", "speedup_warm"):
+        cells.append(f"{c[k]:.0f}x" if k in c else f">= {c[k + '_at_least']:.0f}x" if k + "_at_least" in c else "-")
+    return cells + [f"{c['max_abs_diff_over_max']:.1e}" if "max_abs_diff_over_max" in c else "-"]
+
+
+def activations(ac):
+    v = ac["variances"]
+    lines = [f"## Activations: analytic NTK, n = {ac['n']}, depth {ac['depth']}, float32, erf / GELU / tanh vs "
+             "neural-tangents (benchmarks/bench_activations.py)", "", machine_line(ac["machine"]), "",
+             f"FFNet: `FeedForward(depth, w_var={v['w_var']:g}, b_var={v['b_var']:g}, in_var={v['in_var']:g})`; ResNet: "
+             f"`ResNet(depth, gamma={v['gamma']:g}, w_var={v['w_var']:g}, b_var={v['b_var']:g}, in_var={v['in_var']:g}, "
+             f"out_var={v['out_var']:g})`; neural-tangents: the stax net of `tests/nt_reference/compute.py: stax_mapped` "
+             "(same kernels, no rescaling). erf and GELU are closed forms in both libraries; tanh is numerical in both "
+             f"(reskernel: its Hermite series; neural-tangents: `ElementwiseNumerical(jnp.tanh, deg={ac['tanh_deg']})`, "
+             "whose quadrature error is in the agreement column). \"x ReLU\" is reskernel's time over its own time for "
+             "the default ReLU net of the same kind, same n, depth and run. Inputs: "
+             f"{ac['inputs']} unit rows (squared norms spread {ac['squared_norm_spread']:.1e} relative); \"path\" is the "
+             "route reskernel took (table: interpolated from float64 tables of the input correlation). A neural-tangents "
+             f"process runs under {ac['nt_timeout_s']:.0f} s and an address-space cap of {ac['nt_mem_gb']:g} GiB; "
+             "a bound \">=\" comes from a call still running when it was killed.", ""]
+    rows = []
+    for kind, r in ac["relu"].items():
+        if "warm" in r:
+            rows.append((f"{kind} / relu (default)", r["path"], _secs(r["cold"]), _secs(r["warm"]), "1", "", "", "", "", ""))
+    notes = []
+    for label, c in ac["cases"].items():
+        r = c["reskernel"]
+        if "warm" not in r:
+            rows.append((label, "-", "failed" if "error" in r else "timed out", "-", "-", *_nt_cells(c["neural_tangents"]),
+                         "-", "-", "-"))
+            continue
+        rows.append((label, r["path"], _secs(r["cold"]), _secs(r["warm"]),
+                     f"{c['over_relu_warm']:.2f}" if "over_relu_warm" in c else "-",
+                     *_nt_cells(c["neural_tangents"]), *_ratio_cells(c)))
+        small = c.get("small_n", {})
+        for m, s in small.get("runs", {}).items():
+            sr = s["reskernel"]
+            rows.append((f"{label}, n = {m}", sr.get("path", "-"), _secs(sr["cold"]) if "cold" in sr else "-",
+                         _secs(sr["warm"]) if "warm" in sr else "-", "", *_nt_cells(s["neural_tangents"]),
+                         *_ratio_cells(s)))
+        if "nt_warm_exponent_measured" in small:
+            m1, m2 = small["exponent_between"]
+            notes.append(f"- {label}: neural-tangents' warm time grew as n^{small['nt_warm_exponent_measured']:.2f} "
+                         f"between n = {m1} and {m2} (measured; reskernel's "
+                         + (f"as n^{small['reskernel_warm_exponent_measured']:.2f}). " if "reskernel_warm_exponent_measured"
+                            in small else "took different paths there). ")
+                         + f"Continuing n^{small['nt_warm_exponent_measured']:.2f} to n = {ac['n']} would give "
+                         f"{small['nt_warm_at_n_extrapolated_not_measured']:.0f} s: an extrapolation, not a measurement.")
+    lines += table(["arch / activation", "path", "reskernel cold", "reskernel warm", "x ReLU (warm)", "NT cold", "NT warm",
+                    "speedup cold", "speedup warm", "max abs diff / max"], rows)
+    return lines + (notes + [""] if notes else [])
+
+
 def sweep(sw, roof):
     lines = [f"## Depth sweep, all depths 1..{sw['depth']}, n = {sw['n']} (ResNet alpha = {sw['alpha']} at every depth)", "",
              f"neural-tangents compiles one kernel per depth; it was timed (compile + first call) at depths {sw['nt_depths']} "
@@ -155,6 +229,9 @@ def main():
         an = read(path)
         if an:
             lines += analytic(an, roof)
+    act = load("activations")
+    if act:
+        lines += activations(act)
     notes = C.HERE / "NOTES.md"
     if notes.exists():
         lines += [notes.read_text().strip(), ""]

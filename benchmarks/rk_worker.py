@@ -4,6 +4,9 @@ usage: python rk_worker.py TASK.json INPUTS.npz OUT.npy
 TASK: {"mode": "analytic", "kind", "depth", "gamma"|"alpha", "all_depths": bool, "trained", "repeats", "save",
        "method": "auto"|"table"|"recursion" (default "auto")}
       {"mode": "empirical", "kind", "depth", "alpha", "width", "repeats"}
+      A general arch (bench_activations.py) adds "activation" and "w_var", "b_var", "in_var"
+      (and "out_var" for a ResNet); "report_path": true adds "path", the route reskernel's
+      kernel took ("table" or "recursion in <dtype>").
 Prints one JSON line of timings (cold = first call incl. compilation, warm = min of repeats).
 """
 import json
@@ -23,11 +26,26 @@ def clock(fn):
 
 
 def arch_of(task):
+    general = {k: task[k] for k in ("activation", "w_var", "b_var", "in_var") if k in task}
     if task["kind"] == "ffnet":
-        return rk.FeedForward(task["depth"])
+        return rk.FeedForward(task["depth"], **general)
+    if "out_var" in task:
+        general["out_var"] = task["out_var"]
     if "alpha" in task:
-        return rk.ResNet(task["depth"], alpha=task["alpha"])
-    return rk.ResNet(task["depth"], gamma=task.get("gamma", 1.0))
+        return rk.ResNet(task["depth"], alpha=task["alpha"], **general)
+    return rk.ResNet(task["depth"], gamma=task.get("gamma", 1.0), **general)
+
+
+def path_of(arch, x, method):
+    """The route rk.kernel(arch, x, trained="all", get="ntk") takes (its plan; tables are
+    remembered in the process, so this repeats no work after the timed calls)."""
+    from reskernel.core import analytic
+    arch, trained, x1, x2, _ = analytic.prepare(arch, x, None, "all")
+    p = analytic.plan(arch, trained, ("ntk",), x1, x2, method=method, all_depths=False)
+    if p.angles is not None:
+        return "table"
+    # general archs run the recursion in float64 on concrete inputs (reskernel.core.general)
+    return f"recursion in {'float64' if not arch.default else np.dtype(p.dtype).name}"
 
 
 def main(task_path, inputs_path, out_path):
@@ -47,6 +65,8 @@ def main(task_path, inputs_path, out_path):
     cold, out = clock(fn)
     warm = [clock(fn)[0] for _ in range(task["repeats"])]
     res.update(cold=cold, warm=min(warm), warm_all=warm)
+    if task.get("report_path"):
+        res["path"] = path_of(arch, x, task.get("method", "auto"))
     if task.get("save"):
         np.save(out_path, np.asarray(out))
     print(json.dumps(res))

@@ -8,11 +8,14 @@ interrupted run resumes):
   roofline      flop rate, bandwidths, recursion rate on one tile           (~0.5 min)
   analytic      FFNet and ResNet NTK, n = 4000, depth 100, vs NT, cold/warm   (~6 min)
   analytic_n3000  ResNet at n = 3000, run only when NT failed at n = 4000   (~2 min)
+  activations   erf/GELU/tanh FFNet and ResNet NTK, n = 4000, depth 100, vs NT and
+                reskernel's ReLU; NT at n = 250, 500 where it fails at 4000  (~35 min)
   sweep         all depths 1..100 at n = 1000 vs NT per depth (extrapolated) (~3.5 min)
   empirical     empirical NTK, widths 512..4096, vs NT implementations 1-3    (~4 min)
   regression    float64 Cholesky of the depth-100 ResNet NTK, n = 2000..10000 (~4.5 min)
 then make_results.py rewrites RESULTS.md. Estimates are for an idle 2-core CPU machine
-(neural-tangents' compilations dominate); about 20 minutes in all.
+(neural-tangents' compilations dominate); about 55 minutes in all (activations: an estimate
+from trials at n <= 300, depth <= 20, not yet timed at full size).
 """
 from __future__ import annotations
 
@@ -32,6 +35,8 @@ STEPS = [
     ("analytic", "bench_analytic.py", ["--n", "4000", "--depth", "100", "--repeats", "3"], ["ffnet", "resnet"], 360),
     ("analytic_n3000", "bench_analytic.py", ["--n", "3000", "--depth", "100", "--repeats", "3", "--archs", "resnet"],
      ["resnet"], 120),
+    ("activations", "bench_activations.py", ["--n", "4000", "--depth", "100", "--repeats", "3"],
+     [f"{k}/{a}" for k in ("ffnet", "resnet") for a in ("erf", "gelu", "tanh")], 2100),
     ("sweep", "bench_sweep.py", ["--n", "1000", "--depth", "100", "--nt-depths", "5,20,50", "--repeats", "2"],
      ["ffnet", "resnet"], 210),
     ("empirical", "bench_empirical.py", ["--n", "64", "--depth", "4", "--widths", "512,1024,2048,4096", "--repeats", "5"],
@@ -39,7 +44,7 @@ STEPS = [
     ("regression", "bench_regression.py", ["--ns", "2000,4000,6000,8000,10000", "--repeats", "3"],
      ["2000", "4000", "6000", "8000", "10000"], 270),
 ]
-NT_STEPS = {"analytic", "analytic_n3000", "sweep", "empirical"}
+NT_STEPS = {"analytic", "analytic_n3000", "activations", "sweep", "empirical"}
 
 
 def complete(name, cases):
