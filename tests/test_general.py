@@ -263,10 +263,11 @@ def test_kernels_beyond_the_range_raise():
                          ids=lambda a: f"{type(a).__name__}-{a.activation.label}")
 def test_float32_inputs_of_one_norm_use_tables_within_the_bound(arch):
     """The fast path: inputs of one norm have kernels of the correlation alone, interpolated from
-    float64 tables; every entry within tabulated.TOL of the float64 kernel's largest value."""
+    float64 tables; every entry within tabulated.TOL of the float64 kernel's largest value, also
+    for rows normalized in float32 (their squared norms spread by ~3e-7)."""
     rng = np.random.default_rng(11)
-    x = rng.normal(size=(300, 16))
-    x = (3.0 * x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    x = rng.normal(size=(300, 16)).astype(np.float32)
+    x = np.float32(3.0) * x / np.linalg.norm(x, axis=1, keepdims=True)   # normalized in float32: norms spread
     p = rk.analytic.plan(arch, "hidden", ("nngp", "ntk"), x, None, method="auto", all_depths=False)
     assert p.angles is not None
     k32 = rk.kernel(arch, x)

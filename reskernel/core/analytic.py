@@ -179,22 +179,31 @@ def plan(arch, trained, picked, x1, x2, *, method, all_depths, reads=None) -> Pl
 
 def _general_plan(arch, trained, picked, x1, x2, *, method, all_depths, reads):
     """General archs: tables (float32, concrete inputs that all share one norm: the kernels are
-    then functions of the correlation alone) or the float64 recursion (reskernel.core.general)."""
+    then functions of the correlation alone; norms that spread are accepted when the kernels at
+    the extreme norms stay within TOL / 4 of the table's) or the float64 recursion
+    (reskernel.core.general)."""
     dtype = x1.dtype
     single = jnp.finfo(dtype).bits <= 32
-    q0 = None
+    norms = None
     if method != "recursion" and single and not _checks.traced(x1, x2):
-        q0 = general.common_norm(_checks.concrete(x1), _checks.concrete(x2) if x2 is not None else None)
+        norms = general.common_norm(_checks.concrete(x1), _checks.concrete(x2) if x2 is not None else None)
     entries = x1.shape[0] * (x1 if x2 is None else x2).shape[0]
     cap = tabulated.MAX_NODES if method == "table" else entries // 64
-    if method == "table" and q0 is None:
+    if method == "table" and norms is None:
         raise ValueError("method='table' needs float32 inputs that all share one norm for this arch "
                          f"({arch.activation.label}, w_var={arch.w_var:g}, b_var={arch.b_var:g}): its kernels depend "
                          "on the norms; use method='recursion'")
-    if q0 is None or cap < 256:
+    if norms is None or cap < 256:
         return Plan(None, None, None, dtype)
     if reads is None and all_depths:
         reads = tuple(range(1, arch.depth + 1))
+    q0, lo, hi = norms
+    if general.norm_deviation(arch, trained, reads, q0, lo, hi) > tabulated.TOL / 4:
+        if method == "table":
+            raise ValueError("method='table' needs float32 inputs that all share one norm for this arch: the norms "
+                             f"spread by {(hi - lo) / hi:.2g}, moving its kernels beyond {tabulated.TOL / 4:g}; "
+                             "use method='recursion'")
+        return Plan(None, None, None, dtype)
     general.check_values(arch, general.largest(arch, [q0], trained), dtype)
     values = tabulated.value_table(("general", arch, q0, trained, reads),
                                    general.table_values(arch, q0, trained, reads), cap)

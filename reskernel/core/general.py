@@ -229,15 +229,32 @@ def general_kernel(arch, trained, picked, x1, x2, *, all_depths=False, reads=Non
 
 
 def common_norm(x1, x2=None):
-    """The squared norm every row of x1 and x2 shares (float32 rounded: a stable table key), or
-    None when they spread by more than 2^-22 relative (kernels of non-homogeneous nets then
-    depend on the norms beyond the tables' TOL)."""
+    """(q0, lo, hi): the squared norm the rows of x1 and x2 share (their median, float32
+    rounded: a stable table key) and their smallest and largest; None when they spread by more
+    than SPREAD relative (`norm_deviation` then could not pass)."""
     sq = [np.einsum("ij,ij->i", v, v, dtype=np.float64) for v in (x1, x2) if v is not None]
     sq = np.concatenate([np.asarray(v) for v in sq])
     lo, hi = float(sq.min()), float(sq.max())
-    if not (hi > 0 and hi - lo <= 2.0 ** -22 * hi):
+    if not (hi > 0 and hi - lo <= SPREAD * hi):
         return None
-    return float(np.float32(np.median(sq)))
+    return float(np.float32(np.median(sq))), lo, hi
+
+
+# Largest relative spread of the squared norms tried by the tables' fast path (float32 rows
+# normalized in float32 spread by ~4e-7 at n = 4000; each case is checked by `norm_deviation`).
+SPREAD = 2.0 ** -16
+
+
+def norm_deviation(arch, trained, reads, q0, lo, hi) -> float:
+    """How far the kernels of inputs of squared norms lo and hi are from the table of q0, both
+    divided by their squared norm (the tables' pass multiplies by |x| |x'|): the largest
+    difference on 257 correlations cos(pi (k/256)^2), relative to the largest value."""
+    phi = np.arange(257) / 256
+    rho = np.cos(np.pi * phi * phi)
+    rho[0], rho[-1] = 1.0, -1.0
+    base = table_values(arch, q0, trained, reads)(rho)
+    scale = np.abs(base).max(axis=-1, keepdims=True)
+    return float(max(np.max(np.abs(table_values(arch, q, trained, reads)(rho) - base) / scale) for q in (lo, hi)))
 
 
 def table_values(arch, q0, trained, reads=None):
