@@ -22,6 +22,15 @@ normalized kernels of correlation rho0 = <x, x'> (|x| = |x'| = 1) converge as L 
 Kernels with trained="all" are not covered: for the FFNet the added readout term vanishes
 after dividing by L, but for the ResNet with gamma > 1/2 the embedding and readout terms
 (~ 2 rho0) dominate the O(T) hidden-layer NTK.
+
+General archs (other activations, biases, variances; `arch.default` False): the limits of
+reskernel.core.limits_general (its module doc; derivations and measured rates in
+docs/limits.md): the FFNet's limit in each signal-propagation phase, the gamma > 1/2 ResNet's
+depth-1 branch NTK, the gamma = 1/2 ODE with the general branch. Their kernels depend on the
+norms: `limit_correlation_kernels` and `depth_error` take unit inputs, `limit_kernel` any.
+`rates` gives each limit's predicted decay law (Rate: C ratio^L L^power (log L)^log_power) and
+`convergence` measures it over depths. No limit is derived for gamma < 1/2 ResNets of general
+archs, nor for FFNets whose variance vanishes at chi_1 = 1 (ValueError).
 """
 from __future__ import annotations
 
@@ -33,12 +42,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import _checks
+from ..precision import enable_x64
 from . import engine
 from .analytic import Kernel, correlation_kernels, correlations
 from .arch import FeedForward, ResNet, check_arch
+from . import limits_general as _general
+from .limits_general import Rate, Rates
 
 __all__ = ["regime", "depth_scaling", "limit_correlation_kernels", "limit_kernel", "resnet_ode",
-           "DepthError", "depth_error", "REGIMES"]
+           "DepthError", "depth_error", "REGIMES", "Rate", "Rates", "rates", "Convergence", "convergence"]
 
 REGIMES = ("ffnet", "resnet-ntk", "resnet-ode", "resnet-degenerate")
 
@@ -72,9 +84,13 @@ def depth_scaling(arch):
 
     FFNet (1, L); ResNet gamma > 1/2 (1, L^(1-2gamma)); gamma = 1/2 (1, 1); gamma < 1/2 the
     diagonal values (s_L, Theta_L(1)) = ((1 + a^2)^L, 2 T (1 + a^2)^(L-1)), possibly inf.
+    General archs (reskernel.core.limits_general): FFNet (1, 1), critical (1, L), ReLU family
+    with a bias at chi = 1 (L, L^2), bias-free or chi > 1 (chi^L, L chi^L); ResNet as above.
     """
     arch = _family(arch)
     kind = regime(arch)
+    if not arch.default:
+        return _general.scaling(arch)
     if kind == "ffnet":
         return 1.0, float(arch.depth)
     if kind == "resnet-ntk":
@@ -103,14 +119,19 @@ def _np_k1(rho):
     return _np_duals(rho)[1]
 
 
-def resnet_ode(rho0, t_end: float = 1.0, *, rtol: float = 1e-12, atol: float = 1e-14) -> Kernel:
+def resnet_ode(rho0, t_end: float = 1.0, *, arch=None, rtol: float = 1e-12, atol: float = 1e-14) -> Kernel:
     """The gamma = 1/2 ResNet limit: solve rho' = k1 - rho, Theta' = Theta k0 + e^tau (rho k0 + k1).
 
     Args:
       rho0: correlations in [-1, 1], any shape S (NumPy/JAX array or float).
       t_end: the time tau to integrate to (1.0 is the depth limit of alpha = L^-1/2).
+      arch: None (the default ReLU ResNet) or a ResNet whose activation and variances give the
+        general branch: (K, Theta)' = (V(Sigma), V + Vdot (Sigma + w_var Theta)), Sigma =
+        w_var K + b_var, each input's K and Theta carried too, from K_0 = in_var rho0 + b_var
+        (unit inputs), Theta_0 = 0 (its depth and gamma are not used).
     Returns:
-      Kernel(nngp = e^t_end rho(t_end), ntk = Theta(t_end)), float64 NumPy arrays of shape S.
+      Kernel(nngp = e^t_end rho(t_end), ntk = Theta(t_end)), float64 NumPy arrays of shape S;
+      general arch: (out_var K(t_end) + b_var, out_var Theta(t_end)).
     Solved by scipy.integrate.solve_ivp (DOP853) on the host, in float64.
     """
     from scipy.integrate import solve_ivp
@@ -121,6 +142,12 @@ def resnet_ode(rho0, t_end: float = 1.0, *, rtol: float = 1e-12, atol: float = 1
     t_end = float(t_end)
     if not (math.isfinite(t_end) and t_end >= 0):
         raise ValueError(f"t_end must be a finite time >= 0, got {t_end}")
+    if arch is not None and not check_arch(arch).default:
+        if not isinstance(arch, ResNet):
+            raise TypeError(f"arch must be a reskernel.ResNet, got {type(arch).__name__}")
+        y, shape = _general.ode(arch, *_general.covariances(arch, 1.0, 1.0, rho0), t_end, rtol=rtol, atol=atol)
+        nngp, ntk = engine.general_read("resnet", arch, (y[2], y[5]), "hidden")
+        return Kernel(nngp.reshape(shape), ntk.reshape(shape))
     flat = rho0.ravel()
     n = flat.size
 
@@ -153,11 +180,18 @@ def limit_correlation_kernels(arch, rho0) -> Kernel:
       (see `depth_scaling`), for unit inputs and the default trained="hidden" NTK:
       FFNet (1, 1/4 off the diagonal and 1 on it); ResNet gamma > 1/2 (rho0, rho0 k0 + k1);
       gamma = 1/2 the ODE solution at tau = 1; gamma < 1/2 (1, 1/4 off the diagonal and 1 on it).
+      General archs: the limits of reskernel.core.limits_general for unit inputs (inf where
+      the kernel grows faster than its factor: the chaotic FFNet's NTK diagonal).
+    Raises:
+      ValueError where no limit is derived (general ResNets with gamma < 1/2; FFNets whose
+      variance vanishes at chi_1 = 1 or grows without bound outside the ReLU family).
     """
     kind = regime(arch)
     r = np.asarray(rho0, dtype=np.float64)
     if not np.all(np.isfinite(r)) or np.any(np.abs(r) > 1):
         raise ValueError("rho0 must hold finite correlations in [-1, 1]")
+    if not arch.default:
+        return Kernel(*_general.pair_limits(arch, 1.0, 1.0, r))
     if kind == "ffnet":
         return Kernel(np.ones_like(r), np.where(r == 1.0, 1.0, 0.25))
     if kind == "resnet-ntk":
@@ -176,8 +210,17 @@ def limit_kernel(arch, x1, x2=None) -> Kernel:
     Returns:
       Kernel(nngp, ntk), float64 NumPy arrays (n1, n2); the limits of K_L / nngp_factor and
       Theta_L / ntk_factor of `depth_scaling` (the kernels are homogeneous of degree 1 in each input).
+      General archs: from the inputs' squared norms and inner products in float64 (their
+      kernels are not homogeneous); identical rows are the diagonal.
     """
     x1, x2 = _checks.inputs(x1, x2)
+    if not _family(arch).default:
+        a = np.asarray(x1, np.float64)
+        b = a if x2 is None else np.asarray(x2, np.float64)
+        gram = a @ b.T
+        sq1 = np.diagonal(gram).copy() if x2 is None else np.einsum("ij,ij->i", a, a)
+        sq2 = sq1 if x2 is None else np.einsum("ij,ij->i", b, b)
+        return Kernel(*_general.pair_limits(arch, sq1[:, None], sq2[None, :], gram))
     rho, n1, n2 = correlations(x1, x2)
     lim = limit_correlation_kernels(arch, np.asarray(rho, np.float64))
     norms = np.asarray(n1, np.float64)[:, None] * np.asarray(n2, np.float64)[None, :]
@@ -221,7 +264,10 @@ def depth_error(arch, rho0=None) -> DepthError:
         rate T^(1/2) at rho0 = -1, so the maximum depends on this set.
     Returns:
       DepthError. The depth-L kernels come from `correlation_kernels` in the dtype of rho0
-      (use float64 for large depths: enable x64 and pass float64 correlations).
+      (use float64 for large depths: enable x64 and pass float64 correlations). General archs:
+      unit inputs, float64 always; the maxima skip pairs whose limit is infinite; predicted
+      maxima where reskernel.core.limits_general derives a leading term (nan elsewhere; the
+      decay laws are in `rates`).
     """
     kind = regime(arch)
     r = np.asarray(_default_rho0() if rho0 is None else rho0)
@@ -235,6 +281,12 @@ def depth_error(arch, rho0=None) -> DepthError:
     L = arch.depth
     lim = limit_correlation_kernels(arch, r64)
     nan = float("nan")
+    if not arch.default:
+        with enable_x64():
+            k = correlation_kernels(arch, jnp.asarray(r64))
+        fn, ft = depth_scaling(arch)
+        return DepthError(kind, L, _max_error(np.asarray(k.nngp) / fn, lim.nngp),
+                          _max_error(np.asarray(k.ntk) / ft, lim.ntk), *_general.predicted(arch, r64))
     if kind == "resnet-degenerate":
         a2 = float(L) ** (-2.0 * arch.gamma)
         rho_l, q = _normalized_resnet(jnp.asarray(r), jnp.asarray(a2, r.dtype), L)
@@ -264,3 +316,97 @@ def depth_error(arch, rho0=None) -> DepthError:
         coef = 0.5 * (f * (1 + c0) + 2 * c0 * (c1 - r64) + k0p_term)
         return DepthError(kind, L, e_nngp, e_ntk, float(T * np.max(np.abs(c1))), float(T * np.max(np.abs(coef))))
     return DepthError(kind, L, e_nngp, e_ntk, nan, nan)
+
+
+def _max_error(values, limit) -> float:
+    """max |values - limit| over the entries whose limit is finite (nan if none is)."""
+    finite = np.isfinite(limit)
+    return float(np.max(np.abs(values[finite] - limit[finite]))) if finite.any() else float("nan")
+
+
+def rates(arch) -> Rates:
+    """The predicted decay with depth of `depth_error`'s maxima (pairs off the diagonal included).
+
+    Args:
+      arch: FeedForward or ResNet(gamma=...) (its depth is not used).
+    Returns:
+      Rates(nngp, ntk), each a Rate(ratio, power, log_power): err(L) ~ C ratio^L L^power
+      (log L)^log_power. Default nets: FFNet (1, -2) and (1, -1, 1); ResNet gamma > 1/2
+      (1, 1 - 2 gamma); gamma = 1/2 (1, -1); gamma < 1/2 NNGP (1, -2 (1 - 2 gamma)), NTK not
+      derived (nan). General archs: reskernel.core.limits_general (e.g. an ordered FFNet
+      (max(chi_q, chi_1), 0) and (chi_1, 1), the resonant L chi_1^L).
+    """
+    kind = regime(arch)
+    if not arch.default:
+        return _general.rates(arch)
+    if kind == "ffnet":
+        return Rates(Rate(1.0, -2.0), Rate(1.0, -1.0, 1.0))
+    if kind == "resnet-degenerate":
+        return Rates(Rate(1.0, -2.0 * (1.0 - 2.0 * arch.gamma)), _general.UNKNOWN)
+    p = 1.0 - 2.0 * arch.gamma if kind == "resnet-ntk" else -1.0
+    return Rates(Rate(1.0, p), Rate(1.0, p))
+
+
+class Convergence(NamedTuple):
+    """Measured decay of `depth_error` over depths, with the theory's law beside it.
+
+    depths: (n,) ints; nngp, ntk: (n,) max errors at each depth (unit inputs, float64).
+    predicted: `rates(arch)`. measured: the same laws with their free parameter fitted to the
+    errors by least squares in logs: the ratio where the predicted one is < 1 (log err -
+    power log L - log_power log log L linear in L), else the power (log err - log_power log log L
+    linear in log L); nan where no law is derived for the ratio, or fewer than two errors are > 0.
+    """
+
+    regime: str
+    depths: np.ndarray
+    nngp: np.ndarray
+    ntk: np.ndarray
+    predicted: Rates
+    measured: Rates
+
+
+def _fit(depths, errors, law: Rate) -> Rate:
+    keep = errors > 0
+    L, e = depths[keep].astype(np.float64), errors[keep]
+    if keep.sum() < 2 or law.ratio == 0 or not math.isfinite(law.ratio):
+        return Rate(float("nan"), law.power, law.log_power)
+    y = np.log(e) - (law.log_power * np.log(np.log(L)) if law.log_power else 0.0)
+    if law.ratio < 1:
+        slope = np.polyfit(L, y - law.power * np.log(L), 1)[0]
+        return Rate(float(np.exp(slope)), law.power, law.log_power)
+    return Rate(1.0, float(np.polyfit(np.log(L), y, 1)[0]), law.log_power)
+
+
+def convergence(arch, depths, rho0=None) -> Convergence:
+    """The depth-L kernels' distance from the limit at several depths, and its fitted rate.
+
+    Args:
+      arch: FeedForward or ResNet(gamma=...) (its depth is replaced by each of `depths`).
+      depths: increasing ints >= 2, in the regime where the leading law holds (the fit uses all).
+      rho0: correlations for `depth_error` (default 201 points on [-1, 1]).
+    Returns:
+      Convergence. FFNet: one recursion to max(depths) (every shallower net is its prefix);
+      ResNet: one `depth_error` per depth (each depth its own branch scale). float64 throughout.
+    """
+    kind = regime(arch)
+    depths = np.array([_checks.positive_int("depths", d) for d in np.ravel(depths)])
+    if depths.size < 2 or np.any(np.diff(depths) <= 0) or depths[0] < 2:
+        raise ValueError(f"depths must be at least two increasing ints >= 2, got {depths.tolist()}")
+    r = np.asarray(_default_rho0() if rho0 is None else rho0, np.float64)
+    if isinstance(arch, FeedForward):
+        deep = arch.with_depth(int(depths[-1]))
+        lim = limit_correlation_kernels(deep, r)
+        with enable_x64():
+            k = correlation_kernels(deep, jnp.asarray(r), all_depths=True)
+            nngp, ntk = np.asarray(k.nngp, np.float64), np.asarray(k.ntk, np.float64)
+        errors = []
+        for d in depths:
+            fn, ft = depth_scaling(arch.with_depth(int(d)))
+            errors.append((_max_error(nngp[d - 1] / fn, lim.nngp), _max_error(ntk[d - 1] / ft, lim.ntk)))
+    else:
+        with enable_x64():
+            errors = [depth_error(arch.with_depth(int(d)), r)[2:4] for d in depths]
+    e_nngp, e_ntk = (np.array(v, np.float64) for v in zip(*errors))
+    law = rates(arch)
+    return Convergence(kind, depths, e_nngp, e_ntk, law,
+                       Rates(_fit(depths, e_nngp, law.nngp), _fit(depths, e_ntk, law.ntk)))
