@@ -282,8 +282,7 @@ def depth_error(arch, rho0=None) -> DepthError:
     lim = limit_correlation_kernels(arch, r64)
     nan = float("nan")
     if not arch.default:
-        with enable_x64():
-            k = correlation_kernels(arch, jnp.asarray(r64))
+        k = _unit_kernels(arch, r64)
         fn, ft = depth_scaling(arch)
         return DepthError(kind, L, _max_error(np.asarray(k.nngp) / fn, lim.nngp),
                           _max_error(np.asarray(k.ntk) / ft, lim.ntk), *_general.predicted(arch, r64))
@@ -316,6 +315,20 @@ def depth_error(arch, rho0=None) -> DepthError:
         coef = 0.5 * (f * (1 + c0) + 2 * c0 * (c1 - r64) + k0p_term)
         return DepthError(kind, L, e_nngp, e_ntk, float(T * np.max(np.abs(c1))), float(T * np.max(np.abs(coef))))
     return DepthError(kind, L, e_nngp, e_ntk, nan, nan)
+
+
+def _unit_kernels(arch, rho0, all_depths=False) -> Kernel:
+    """A general arch's kernels of unit inputs at correlations rho0 (n,), float64, ([L,] n):
+    the Gram-level kernel between x = (1, 0) and x' = (rho0, sqrt(1 - rho0^2)), which carries
+    each input's diagonal through the same map (the correlation recursion's rho0 = 1 entries
+    leave the diagonal at rate chi_1 in a chaotic FFNet: 5e-3 after 100 layers of erf at w_var = 3)."""
+    from .analytic import kernel
+
+    r = np.asarray(rho0, np.float64).ravel()
+    x2 = np.stack([r, np.sqrt(np.maximum((1 - r) * (1 + r), 0.0))], axis=1)
+    with enable_x64():
+        k = kernel(arch, np.array([[1.0, 0.0]]), x2, all_depths=all_depths, method="recursion")
+        return Kernel(*(np.asarray(v, np.float64)[..., 0, :] for v in k))
 
 
 def _max_error(values, limit) -> float:
@@ -396,9 +409,12 @@ def convergence(arch, depths, rho0=None) -> Convergence:
     if isinstance(arch, FeedForward):
         deep = arch.with_depth(int(depths[-1]))
         lim = limit_correlation_kernels(deep, r)
-        with enable_x64():
-            k = correlation_kernels(deep, jnp.asarray(r), all_depths=True)
-            nngp, ntk = np.asarray(k.nngp, np.float64), np.asarray(k.ntk, np.float64)
+        if deep.default:
+            with enable_x64():
+                k = correlation_kernels(deep, jnp.asarray(r), all_depths=True)
+        else:
+            k = _unit_kernels(deep, r, all_depths=True)
+        nngp, ntk = np.asarray(k.nngp, np.float64), np.asarray(k.ntk, np.float64)
         errors = []
         for d in depths:
             fn, ft = depth_scaling(arch.with_depth(int(d)))
