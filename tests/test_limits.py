@@ -375,6 +375,6 @@ def test_general_limit_errors():
     with pytest.raises(ValueError, match="no depth limit.*no finite fixed point"):
         limits.limit_correlation_kernels(rk.FeedForward(4, w_var=3.0, activation="gelu"), 0.5)
     with pytest.raises(TypeError, match="ResNet"):
-        limits.resnet_ode(0.5, arch=rk.FeedForward(2, activation="erf"))
+        limits.resnet_ode(0.5, arch=rk.FeedForward(2))
     with pytest.raises(ValueError, match="depths"):
         limits.convergence(rk.FeedForward(2), [10, 5])

@@ -142,9 +142,9 @@ def resnet_ode(rho0, t_end: float = 1.0, *, arch=None, rtol: float = 1e-12, atol
     t_end = float(t_end)
     if not (math.isfinite(t_end) and t_end >= 0):
         raise ValueError(f"t_end must be a finite time >= 0, got {t_end}")
-    if arch is not None and not check_arch(arch).default:
-        if not isinstance(arch, ResNet):
-            raise TypeError(f"arch must be a reskernel.ResNet, got {type(arch).__name__}")
+    if arch is not None and not isinstance(arch, ResNet):
+        raise TypeError(f"arch must be None or a reskernel.ResNet, got {type(arch).__name__}")
+    if arch is not None and not arch.default:
         y, shape = _general.ode(arch, *_general.covariances(arch, 1.0, 1.0, rho0), t_end, rtol=rtol, atol=atol)
         nngp, ntk = engine.general_read("resnet", arch, (y[2], y[5]), "hidden")
         return Kernel(nngp.reshape(shape), ntk.reshape(shape))
