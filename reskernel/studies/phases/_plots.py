@@ -18,11 +18,11 @@ _SIDES = {True: ("bounded", "unbounded"), False: ("ordered", "chaotic")}
 
 
 def shown_rows(rows, kernel):
-    """The rows a figure shows: `kernel`, float64 where the point has it, else float32."""
+    """The rows a figure shows: `kernel`, float64 where the point has it at that depth, else float32."""
     sel = [r for r in rows if r["kernel"] == kernel]
-    has64 = {(r["activation"], r["arch"], r["w_var"], r["b_var"]) for r in sel if r["precision"] == "float64"}
-    return [r for r in sel if r["precision"] == "float64"
-            or (r["activation"], r["arch"], r["w_var"], r["b_var"]) not in has64]
+    key = lambda r: (r["activation"], r["arch"], r["w_var"], r["b_var"], r["depth"])
+    has64 = {key(r) for r in sel if r["precision"] == "float64"}
+    return [r for r in sel if r["precision"] == "float64" or key(r) not in has64]
 
 
 def _order(values, first):
@@ -30,8 +30,10 @@ def _order(values, first):
 
 
 def _line(activation, b_lo, b_hi, b_vars):
-    """(b, w_crit) on [b_lo, b_hi] (and at the grid's b_vars); None where there is no line."""
-    bs = sorted(set(np.linspace(max(0.0, b_lo), b_hi, 7).tolist()) | set(b_vars))
+    """(b, w_crit) from b_lo to b_hi, log-spaced (the plot's b axis is symlog) and at the grid's
+    b_vars; None where there is no line."""
+    bs = sorted({max(0.0, b_lo), b_hi} | set(np.geomspace(max(b_lo, 1e-3 * b_hi, 1e-4), b_hi, 6).tolist())
+                | set(b_vars))
     try:
         return np.array(bs), np.array([critical_w(activation, b) for b in bs])
     except ValueError:
@@ -52,12 +54,13 @@ def plot_phase_diagrams(rows, out, kernels=("ntk", "nngp")) -> list:
             if not sel:
                 continue
             archs = _order((r["arch"] for r in sel), "ffnet")
-            depths = sorted({r["depth"] for r in sel})
+            # the depths every architecture has (the FFNet may have more: depth curves show them)
+            depths = sorted(set.intersection(*({r["depth"] for r in sel if r["arch"] == a} for a in archs)))
             ws, bs = [r["w_var"] for r in sel], [r["b_var"] for r in sel]
             w_hi = 1.08 * max(ws)
-            pad = 0.08 * max(max(bs) - min(bs), 0.25)
-            b_lo, b_hi = min(bs) - pad, max(bs) + pad
-            line = _line(act, b_lo, b_hi, set(bs))
+            lin = min([b for b in bs if b > 0], default=0.05)   # symlog: b_var = 0 and small b_var apart
+            b_lo, b_hi = -0.3 * lin, 1.5 * max(max(bs), lin)
+            line = _line(act, 0.0, b_hi, set(bs))
             homogeneous = act in ("relu", "leaky_relu", "abs", "identity")
             fig, axes = _panels(len(archs), len(depths), 3.3)
             image = None
@@ -82,6 +85,7 @@ def plot_phase_diagrams(rows, out, kernels=("ntk", "nngp")) -> list:
                         ax.scatter([r["w_var"] for r in bad], [r["b_var"] for r in bad], marker="x", color="grey",
                                    s=40, zorder=3, label="no accuracy")
                     ax.set_xlim(0, w_hi)
+                    ax.set_yscale("symlog", linthresh=lin, linscale=0.6)
                     ax.set_ylim(b_lo, b_hi)
                     ax.set_xlabel("weight variance w_var")
                     ax.set_ylabel("bias variance b_var")

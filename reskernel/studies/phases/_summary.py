@@ -114,10 +114,13 @@ def resnet_table(rows, kernel="ntk", hold=0.02) -> str:
 
 
 def point_table(rows, activation, arch, kernel="ntk", fall=0.05) -> str:
-    """Every point of (activation, arch): phase, chi_1, xi_c, accuracy per depth, and L_fall, the
+    """Every point of (activation, arch): phase, chi_1, xi_c, accuracy per depth (* where only a
+    float32 kernel was run; - where there is no accuracy, see the row's status), and L_fall, the
     first depth whose accuracy is more than `fall` below the first depth's."""
     cs = {k: v for k, v in curves(rows, kernel).items() if k[:2] == (activation, arch)}
     depths = sorted({d for _, acc in cs.values() for d in acc})
+    single = {(r["w_var"], r["b_var"], r["depth"]) for r in shown_rows(rows, kernel)
+              if r["precision"] == "float32" and r["activation"] == activation and r["arch"] == arch}
     lines = [f"| w_var | b_var | phase | chi_1 | xi_c | {' | '.join(f'L = {d}' for d in depths)} | L_fall |",
              "|" + "---|" * (6 + len(depths))]
     for (_, _, w, b), (r, acc) in sorted(cs.items(), key=lambda t: (t[0][3], t[0][2])):
@@ -128,7 +131,8 @@ def point_table(rows, activation, arch, kernel="ntk", fall=0.05) -> str:
         chi = f"{r['chi_1']:.4f}" if r["chi_1"] is not None else ""
         name = f"**{w:.4g}**" if r["on_line"] else f"{w:.4g}"
         lines.append(f"| {name} | {b:g} | {r['phase'] or ''} | {chi} | {xi} | "
-                     + " | ".join(f"{acc[d]:.3f}" if d in acc else "-" for d in depths)
+                     + " | ".join((f"{acc[d]:.3f}" + ("*" if (w, b, d) in single else "")) if d in acc else "-"
+                                  for d in depths)
                      + f" | {fell[0] if fell else '> ' + str(depths[-1]) if acc else ''} |")
     return "\n".join(lines)
 
