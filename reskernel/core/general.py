@@ -13,6 +13,8 @@ only: numerical ones need concrete inputs for their series).
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -88,15 +90,29 @@ def _snap(gram, sq1, sq2):
     return jnp.where(near, jnp.sign(gram) * bound, gram)
 
 
-def _tiles(x1p, x2p, t1s, t2s, a2, geometry, *, arch, trained, symmetric, reads, pick):
+class Layers(NamedTuple):
+    """What the engine's general maps read of an arch: its activation (static under jit) and its
+    variances (traced: one compilation serves every w_var, b_var, in_var, out_var)."""
+
+    activation: object
+    w_var: object
+    b_var: object
+    in_var: object
+    out_var: object
+
+
+def _variances(arch):
+    return np.array([arch.w_var, arch.b_var, arch.in_var, getattr(arch, "out_var", 1.0)], np.float64)
+
+
+def _tiles(x1p, x2p, t1s, t2s, a2, geometry, *, kind, arch, trained, symmetric, reads, pick):
     """Every tile through the depth; reads: None (the last depth) or the sorted depths whose
     kernels are written, (R, n1, n2). Closed-form activations (t1s = t2s = ()): each tile also
     carries its rows' and columns' diagonals through the same layer map, so an entry between
     identical inputs goes through exactly the arithmetic of their diagonal (and stays there);
     numerical activations read the host's row terms t1s, t2s (leaves (L, n, ...))."""
-    kind = kind_of(arch)
     te1, te2, nb1, nb2 = geometry
-    depth = arch.depth
+    depth = a2.shape[0]
     ii, jj = np.triu_indices(nb1) if symmetric else np.divmod(np.arange(nb1 * nb2), nb2)
     ii, jj = jnp.asarray(ii, jnp.int32), jnp.asarray(jj, jnp.int32)
     if symmetric:
@@ -175,8 +191,9 @@ def _tiles(x1p, x2p, t1s, t2s, a2, geometry, *, arch, trained, symmetric, reads,
     return jax.lax.fori_loop(0, ii.shape[0], one, zeros)
 
 
-@_jit(("arch", "trained", "reads", "symmetric", "tile", "get"))
-def _general(x1, x2, t1s, t2s, a2, *, arch, trained, reads, symmetric, tile, get):
+@_jit(("kind", "activation", "trained", "reads", "symmetric", "tile", "get"))
+def _general(x1, x2, t1s, t2s, a2, variances, *, kind, activation, trained, reads, symmetric, tile, get):
+    arch = Layers(activation, *(variances[i] for i in range(4)))
     n1, n2 = x1.shape[0], x2.shape[0]
     te1 = _edge(n1, tile)
     te2 = te1 if symmetric else _edge(n2, tile)
@@ -195,7 +212,7 @@ def _general(x1, x2, t1s, t2s, a2, *, arch, trained, reads, symmetric, tile, get
     x1p, t1p = pad(x1, t1s, nb1 * te1)
     x2p, t2p = (x1p, t1p) if symmetric else pad(x2, t2s, nb2 * te2)
     pick = tuple(GET.index(g) for g in get)
-    outs = _tiles(x1p, x2p, t1p, t2p, a2, (te1, te2, nb1, nb2), arch=arch, trained=trained,
+    outs = _tiles(x1p, x2p, t1p, t2p, a2, (te1, te2, nb1, nb2), kind=kind, arch=arch, trained=trained,
                   symmetric=symmetric, reads=reads, pick=pick)
     return tuple(o[..., :n1, :n2] for o in outs)
 
@@ -208,13 +225,15 @@ def general_kernel(arch, trained, picked, x1, x2, *, all_depths=False, reads=Non
     if all_depths:
         reads = tuple(range(1, arch.depth + 1))
     reads = None if reads is None else tuple(int(r) for r in reads)
-    kw = dict(arch=arch, trained=trained, reads=reads, symmetric=symmetric, tile=tile, get=picked)
+    kw = dict(kind=kind_of(arch), activation=arch.activation, trained=trained, reads=reads, symmetric=symmetric,
+              tile=tile, get=picked)
     exact = arch.activation.exact
     if _checks.traced(x1, x2):
         if not exact:
             raise ValueError(f"activation {arch.activation.label} has numerical duals, computed from concrete "
                              "inputs: call reskernel.kernel outside jit/grad/vmap, or use a closed-form activation")
-        return _general(x1, x1 if symmetric else x2, (), (), _a2(arch, x1.dtype), **kw)
+        return _general(x1, x1 if symmetric else x2, (), (), _a2(arch, x1.dtype), _variances(arch).astype(x1.dtype),
+                        **kw)
     a = np.asarray(x1, np.float64)
     b = a if symmetric else np.asarray(x2, np.float64)
     sq1 = np.einsum("ij,ij->i", a, a)
@@ -224,7 +243,7 @@ def general_kernel(arch, trained, picked, x1, x2, *, all_depths=False, reads=Non
         t1s = t2s = ()
     with enable_x64():
         outs = _general(jnp.asarray(a), jnp.asarray(b), tuple(map(jnp.asarray, t1s)), tuple(map(jnp.asarray, t2s)),
-                        jnp.asarray(_a2(arch, np.float64)), **kw)
+                        jnp.asarray(_a2(arch, np.float64)), jnp.asarray(_variances(arch)), **kw)
         return tuple(np.asarray(o).astype(x1.dtype) for o in outs)
 
 
