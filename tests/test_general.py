@@ -13,6 +13,7 @@ from scipy import special
 
 import reskernel as rk
 from reskernel.core import activations as A
+from reskernel.core import engine
 from reskernel.core import general
 from reskernel.precision import enable_x64
 
@@ -223,16 +224,30 @@ def test_homogeneous_activations_without_bias_scale_with_the_norms():
     np.testing.assert_allclose(np.asarray(kc.ntk), 3.0 * np.asarray(k.ntk), rtol=1e-13)
 
 
-def test_identical_inputs_stay_on_the_diagonal():
-    """A row repeated in x2 gives exactly the diagonal entry of the symmetric kernel."""
-    arch = rk.FeedForward(30, w_var=2.0, b_var=0.2, activation="abs")
+@pytest.mark.parametrize("arch", [rk.FeedForward(30, w_var=2.0, b_var=0.2, activation="abs"),
+                                  rk.FeedForward(40, w_var=3.0, activation="erf"),            # chaotic
+                                  rk.FeedForward(2000, w_var=2.0, b_var=0.2, activation="relu"),
+                                  rk.ResNet(200, alpha=0.5, w_var=3.0, b_var=0.1, activation="erf")],
+                         ids=["abs", "erf-chaotic", "relu-2000", "resnet-erf"])
+def test_identical_inputs_stay_on_the_diagonal(arch):
+    """Entries between identical inputs equal the diagonal of engine.general_diagonal (host
+    float64, computed apart), in the symmetric kernel, between a row and its copy in x2, and in
+    correlation_kernels at rho = 1 next to other correlations: a chaotic net amplifies any
+    rounding that moves them off it, the ReLU family's square root at rho = 1 turns 1e-16 in rho
+    into 1e-8 in the NTK."""
     x = _inputs(4, seed=10)
+    kind = "ffnet" if isinstance(arch, rk.FeedForward) else "resnet"
+    _, nngp, ntk = engine.general_diagonal(kind, arch, np.sum(x * x, axis=1))
+    _, nngp1, ntk1 = engine.general_diagonal(kind, arch, np.ones(1))
     with enable_x64():
         sym = rk.kernel(arch, x)
         cross = rk.kernel(arch, x, x[::-1].copy())
-    for s, c in zip(sym, cross):
+        corr = rk.correlation_kernels(arch, np.array([1.0, -1.0, 0.3]))
+    for s, c, d, d1, r in zip(sym, cross, (nngp, ntk), (nngp1, ntk1), corr):
         s, c = np.asarray(s), np.asarray(c)
-        np.testing.assert_allclose(np.diag(s), c[np.arange(4), np.arange(3, -1, -1)], rtol=4e-15)
+        np.testing.assert_allclose(np.diag(s), d[-1], rtol=1e-13)
+        np.testing.assert_allclose(c[np.arange(4), np.arange(3, -1, -1)], d[-1], rtol=1e-13)
+        np.testing.assert_allclose(np.asarray(r)[0], d1[-1, 0], rtol=1e-13)
 
 
 @pytest.mark.parametrize("kwargs, error, match", [

@@ -128,6 +128,9 @@ class ABRelu(Activation):
         s = xp.sqrt(q1 * q2)
         safe = xp.where(s > 0, s, 1.0)
         rho = xp.clip(k / safe, -1.0, 1.0)
+        # within 8 ulp of +-1: exactly +-1 (XLA may divide by sqrt as a product with rsqrt, so an
+        # entry on its diagonal, k = sqrt(q1 q2), gives 1 - ulp, an angle of 2e-8)
+        rho = xp.where(xp.abs(rho) >= 1.0 - 8.0 * xp.finfo(xp.result_type(rho)).eps, xp.sign(rho), rho)
         theta, sine = _angle(xp, rho)
         sq, ab = self.a * self.a + self.b * self.b, self.a * self.b
         v = s * (sq * (sine + (math.pi - theta) * rho) - 2.0 * ab * (sine - theta * rho)) / (2.0 * math.pi)

@@ -173,13 +173,24 @@ def general_seen(kind, arch, first):
     return first if kind == "ffnet" else arch.w_var * first + arch.b_var
 
 
+def _on_diagonal(sigma, q1, q2):
+    """sigma set to +-sqrt(q1 q2) where it is within 8 ulp of it: an entry between identical (or
+    antipodal) inputs, computed apart from their diagonal q1 = q2, would otherwise leave it by
+    rounding, and the distance grow with depth (geometrically in a chaotic net; through the ReLU
+    family's square-root singularity at rho = 1, 1e-16 in rho is 1e-8 in the NTK)."""
+    xp = np if isinstance(sigma, (np.ndarray, np.generic, float)) else __import__("jax.numpy").numpy
+    bound = xp.sqrt(q1 * q2)
+    near = xp.abs(sigma) >= (1.0 - 8.0 * xp.finfo(xp.result_type(sigma)).eps) * bound
+    return xp.where(near, xp.sign(sigma) * bound, sigma)
+
+
 def general_layer(kind, arch, state, t1, t2, a2=None):
     """One layer of a general `arch` on the pair state (Sigma, T) (FFNet) or (K, Theta)
     (ResNet); t1, t2: the activation's row terms (activations.Activation.row_terms) of the
     two inputs at the variances the activation sees; a2: the block's a_l^2."""
     first, second = state
     act, w_var, b_var = arch.activation, arch.w_var, arch.b_var
-    sigma = general_seen(kind, arch, first)
+    sigma = _on_diagonal(general_seen(kind, arch, first), t1[0], t2[0])
     v, vdot = act.pair(t1, t2, sigma)
     if kind == "ffnet":
         return w_var * v + b_var, w_var * vdot * (second + first)
