@@ -62,12 +62,15 @@ def _angle(xp, rho):
 
 
 def _arcsin(xp, x):
-    """arcsin on [-1, 1] (pi / 2 - arccos x: absolute error ~ 1e-16 in float64)."""
+    """arcsin on [-1, 1], accurate to rounding relative to its value: the polynomial of
+    reskernel.core.arccos for |x| <= 1/2, pi / 2 - arccos |x| above (with the sign of x)."""
     if xp is np:
         return np.arcsin(x)
-    from .arccos import arccos
+    from .arccos import _asin_reduced, arccos
 
-    return 0.5 * math.pi - arccos(x)
+    s = xp.abs(x)
+    small = _asin_reduced(xp.minimum(s, 0.5))
+    return xp.sign(x) * xp.where(s <= 0.5, small, 0.5 * math.pi - arccos(xp.maximum(s, 0.5)))
 
 
 class Activation:
@@ -125,7 +128,7 @@ class ABRelu(Activation):
 
     def duals(self, q1, q2, k):
         xp = _xp(k)
-        s = xp.sqrt(q1 * q2)
+        s = xp.sqrt(q1) * xp.sqrt(q2)      # not sqrt(q1 q2): no overflow for q ~ 1e160 (deep nets)
         safe = xp.where(s > 0, s, 1.0)
         rho = xp.clip(k / safe, -1.0, 1.0)
         # within 8 ulp of +-1: exactly +-1 (XLA may divide by sqrt as a product with rsqrt, so an
