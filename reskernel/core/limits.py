@@ -32,7 +32,6 @@ norms: `limit_correlation_kernels` and `depth_error` take unit inputs, `limit_ke
 `convergence` measures it over depths. No limit is derived for gamma < 1/2 ResNets of general
 archs, nor for FFNets whose variance vanishes at chi_1 = 1 (ValueError).
 """
-from __future__ import annotations
 
 import math
 from typing import NamedTuple

@@ -34,7 +34,6 @@ ResNet (a^2 = L^-2 gamma, T = L a^2; Sigma_0 = w_var K_0 + b_var):
                y(1) + e(1) / L + O(1/L^2), e' = J e - J F / 2, e(0) = 0 (the Euler error).
   gamma < 1/2: T -> oo: the kernels follow the ODE to tau = T; no limit is derived.
 """
-from __future__ import annotations
 
 import dataclasses
 import functools

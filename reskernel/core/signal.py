@@ -40,7 +40,6 @@ at the block's own k. The depth-L map's slope at rho = 1 is their product (chain
 nearly equal inputs of the same norm, 1 - rho_L = chi_total (1 - rho_0) to first order. The
 phase is that of the whole net: "ordered" (chi_total < 1), "chaotic" (> 1) or "critical".
 """
-from __future__ import annotations
 
 import dataclasses
 import math
