@@ -274,7 +274,7 @@ def test_kernels_beyond_the_range_raise():
 
 @pytest.mark.parametrize("arch", [rk.FeedForward(40, w_var=1.5, b_var=0.1, activation="erf"),
                                   rk.ResNet(50, gamma=0.5, w_var=1.5, b_var=0.1, activation="gelu"),
-                                  rk.FeedForward(10, w_var=1.8, b_var=0.05, activation="tanh")],
+                                  rk.FeedForward(4, w_var=1.8, b_var=0.05, activation="tanh")],
                          ids=lambda a: f"{type(a).__name__}-{a.activation.label}")
 def test_float32_inputs_of_one_norm_use_tables_within_the_bound(arch):
     """The fast path: inputs of one norm have kernels of the correlation alone, interpolated from
