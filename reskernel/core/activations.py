@@ -85,6 +85,11 @@ class Activation:
     #: closed-form duals (False: numerical, with a truncation bound).
     exact = True
 
+    def _check_reals(self, *names):
+        """Each field in names as a finite float (ValueError naming it otherwise)."""
+        for name in names:
+            object.__setattr__(self, name, _real(name, getattr(self, name)))
+
     def __call__(self, x):
         raise NotImplementedError
 
@@ -119,8 +124,7 @@ class ABRelu(Activation):
     homogeneous = True
 
     def __post_init__(self):
-        object.__setattr__(self, "a", _real("a", self.a))
-        object.__setattr__(self, "b", _real("b", self.b))
+        self._check_reals("a", "b")
 
     def __call__(self, x):
         xp = _xp(x)
@@ -155,8 +159,7 @@ class Erf(Activation):
     c: float = 0.0
 
     def __post_init__(self):
-        for name in ("a", "b", "c"):
-            object.__setattr__(self, name, _real(name, getattr(self, name)))
+        self._check_reals("a", "b", "c")
 
     def __call__(self, x):
         if _xp(x) is np:
@@ -216,8 +219,7 @@ class Sin(Activation):
     c: float = 0.0
 
     def __post_init__(self):
-        for name in ("a", "b", "c"):
-            object.__setattr__(self, name, _real(name, getattr(self, name)))
+        self._check_reals("a", "b", "c")
 
     def __call__(self, x):
         return self.a * _xp(x).sin(self.b * x + self.c)

@@ -178,7 +178,9 @@ def _on_diagonal(sigma, q1, q2):
     antipodal) inputs, computed apart from their diagonal q1 = q2, would otherwise leave it by
     rounding, and the distance grow with depth (geometrically in a chaotic net; through the ReLU
     family's square-root singularity at rho = 1, 1e-16 in rho is 1e-8 in the NTK)."""
-    xp = np if isinstance(sigma, (np.ndarray, np.generic, float)) else __import__("jax.numpy").numpy
+    from .activations import _xp
+
+    xp = _xp(sigma)
     bound = xp.sqrt(q1) * xp.sqrt(q2)   # as the ReLU family's duals form it
     near = xp.abs(sigma) >= (1.0 - 8.0 * xp.finfo(xp.result_type(sigma)).eps) * bound
     return xp.where(near, xp.sign(sigma) * bound, sigma)

@@ -26,7 +26,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .activations import Activation
+from .activations import Activation, _xp
 
 __all__ = ["Numerical", "tanh", "basis"]
 
@@ -248,7 +248,7 @@ class Numerical(Activation):
         """Horner's rule on the rows' and columns' series (NumPy or JAX, as k)."""
         q1, a1, b1 = t1
         q2, a2, b2 = t2
-        if isinstance(k, (np.ndarray, np.generic, float)):
+        if _xp(k) is np:
             rho = np.clip(k / np.sqrt(q1 * q2), -1.0, 1.0)
             v = vdot = 0.0
             for j in range(a1.shape[-1] - 1, -1, -1):
