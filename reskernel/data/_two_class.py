@@ -11,8 +11,9 @@ from .. import _checks
 from . import _fetch
 from ._cifar import CIFAR10_CLASSES, load_cifar10
 from ._mnist import load_mnist
+from ._preprocess import _float_dtype, _frozen, preprocess
 
-__all__ = ["DATASETS", "DEFAULT_CLASSES", "TwoClassData", "two_class", "preprocess"]
+__all__ = ["DATASETS", "DEFAULT_CLASSES", "TwoClassData", "two_class"]
 
 DATASETS = ("mnist2", "cifar2")
 # cifar2: airplane vs automobile, the reference pair of the shared data notes.
@@ -73,43 +74,6 @@ class TwoClassData:
         }
 
 
-def preprocess(images, *, center: bool = True, sphere: bool = True, dtype=np.float64) -> np.ndarray:
-    """uint8 images (n, ...) -> (n, d) features: x = pixels / 255, flattened;
-    center: x - mean(x) per image; sphere: x / |x| per image (Huang et al. 2020).
-
-    Raises ValueError for an image that cannot be normalized (constant when
-    centered, all zero otherwise).
-    """
-    center, sphere = _checks.boolean("center", center), _checks.boolean("sphere", sphere)
-    images = np.asarray(images)
-    if images.ndim < 2:
-        raise ValueError(f"images must have shape (n, ...) with at least 2 dimensions, got {images.shape}")
-    dtype = _float_dtype(dtype)
-    flat = images.reshape(images.shape[0], -1)
-    x = flat.astype(np.float64) / 255.0
-    if center:
-        x -= x.mean(axis=1, keepdims=True)
-    if sphere and x.shape[0]:
-        # Decide degeneracy on the raw pixels: a centered constant image is
-        # zero up to rounding, and dividing rounding noise by its norm is garbage.
-        bad = (flat.max(axis=1) == flat.min(axis=1)) if center else ~flat.any(axis=1)
-        if bad.any():
-            kind = "constant" if center else "all zero"
-            raise ValueError(f"image {int(np.argmax(bad))} is {kind}, so it cannot be projected on the unit sphere")
-        x /= np.linalg.norm(x, axis=1, keepdims=True)
-    return x.astype(dtype)
-
-
-def _float_dtype(dtype) -> np.dtype:
-    try:
-        dt = np.dtype(dtype)
-    except TypeError as e:
-        raise TypeError(f"dtype must be a floating dtype such as np.float32 or np.float64, got {dtype!r}") from e
-    if not np.issubdtype(dt, np.floating):
-        raise TypeError(f"dtype must be a floating dtype such as np.float32 or np.float64, got {dt}")
-    return dt
-
-
 def _classes(dataset: str, classes) -> Tuple[int, int]:
     names = _NAMES[dataset]
     if classes is None:
@@ -164,11 +128,6 @@ def _pick(labels, classes, n, balanced, rng, split) -> np.ndarray:
         else:
             chosen = rng.choice(pool, n, replace=False)
     return np.sort(chosen).astype(np.int64)
-
-
-def _frozen(a: np.ndarray) -> np.ndarray:
-    a.flags.writeable = False
-    return a
 
 
 def two_class(dataset: str, classes=None, n_train: Optional[int] = None, n_test: Optional[int] = None, *,
