@@ -8,6 +8,7 @@ check them against.
     p = rk.signal_propagation(ff)                                # q*, c*, chi_1, xi_q, xi_c, phase
     net = rk.network(rk.FeedForward(depth=10), width=1024)
     e = rk.empirical_kernel(net, net.init(key, d), x1, x2)
+    p = rk.predict(rk.FeedForward(depth=20), x_train, y_train, x_test, times=np.inf)  # NNGP posterior, NTK ensemble
 """
 import importlib
 
@@ -36,6 +37,12 @@ _NAMES = {
     "Network": "reskernel.nets.networks", "network": "reskernel.nets.networks",
     "Numerical": "reskernel.core.quadrature",
     "signal_propagation": "reskernel.core.signal", "critical_line": "reskernel.core.signal",
+    "CholeskyFactor": "reskernel.inference", "EighFactor": "reskernel.inference",
+    "cholesky_factor": "reskernel.inference", "eigh_factor": "reskernel.inference",
+    "Gaussian": "reskernel.inference", "RidgeRegression": "reskernel.inference",
+    "gp_posterior": "reskernel.inference", "log_marginal_likelihood": "reskernel.inference",
+    "optimal_amplitude": "reskernel.inference", "kernel_ridge": "reskernel.inference",
+    "ntk_ensemble": "reskernel.inference", "Prediction": "reskernel.inference", "predict": "reskernel.inference",
 }
 
 __all__ = sorted(set(_NAMES) | {"signal", "activations", "quadrature", "analytic", "blocked", "data", "depth_study", "inference", "lengths", "limits",

@@ -9,25 +9,25 @@ points (m, n) and labels y (n,) (+-1 for classification):
   gradient descent with learning rate lr after t steps: exp(-t K) -> (I - lr K)^t.
 At t = infinity the flow is kernel regression with ridge 0 (the interpolant).
 
-Every function accepts a leading batch axis (e.g. depths): kernels (L, n, n)
-and (L, m, n) are solved together (batched Cholesky / eigendecomposition).
-Solves run in float64 (switched on locally) whatever the kernel's dtype, since
-ridge 1e-6 x mean diagonal is far below float32 resolution.
+Every function accepts leading batch axes (e.g. depths): kernels (L, n, n)
+and (L, m, n) are solved together. Solves run in float64 (switched on locally)
+whatever the kernel's dtype, since ridge 1e-6 x mean diagonal is far below float32
+resolution. Both are the one-label special cases of reskernel.inference (the same
+factorizations and solves: kernel_ridge / gp_posterior, and ntk_ensemble's mean).
 """
 from __future__ import annotations
 
-import functools
 import math
 import numbers
 import warnings
 from typing import NamedTuple, Optional
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ..core.families import check_depths, depth_correlation_kernels, depth_kernels
-from ..precision import enable_x64
+from . import _factor
+from .ensemble import ntk_ensemble
+from .gp import gp_posterior
 
 __all__ = ["Regression", "kernel_regression", "gd_predictions", "scores", "depth_kernels",
            "depth_correlation_kernels", "check_depths"]
@@ -65,46 +65,13 @@ def _check_ridge(ridge) -> float:
     return float(ridge)
 
 
-@jax.jit
-def _cholesky_solve(k_train, k_test_train, y_train, reg):
-    """(..., m) predictions; reg (...,) absolute ridge. NaN where K + reg I is not positive definite."""
-    n = k_train.shape[-1]
-    a = k_train + reg[..., None, None] * jnp.eye(n, dtype=k_train.dtype)
-    chol = jnp.linalg.cholesky(a)
-    yb = jnp.broadcast_to(y_train[:, None], k_train.shape[:-2] + (n, 1))
-    z = jax.scipy.linalg.solve_triangular(chol, yb, lower=True)
-    coef = jax.scipy.linalg.solve_triangular(chol, z, lower=True, trans=1)
-    return (k_test_train @ coef)[..., 0]
-
-
-def _jitter_solve(k_train, k_test_train, y_train, scale, ridge, max_jitter):
-    """One (n, n) solve whose Cholesky failed: jitter 10 eps x mean diagonal, tenfold until it
-    succeeds (at most max_jitter). Only the failed kernels are redone, one LAPACK call each."""
-    import scipy.linalg
-
-    jitter = 10 * np.finfo(np.float64).eps
-    eye = np.eye(k_train.shape[-1])
-    while jitter <= 1.0001 * max_jitter:
-        try:
-            factor = scipy.linalg.cho_factor(k_train + (ridge + jitter) * scale * eye, lower=True)
-        except np.linalg.LinAlgError:
-            jitter *= 10
-            continue
-        return k_test_train @ scipy.linalg.cho_solve(factor, y_train), ridge + jitter
-    raise np.linalg.LinAlgError(f"kernel not positive definite even with ridge {ridge + jitter / 10:g} x mean "
-                                "diagonal; is it symmetric positive semi-definite?")
-
-
 def _solve(k_train, k_test_train, y_train, ridge, max_jitter):
-    """Checked float64 kernels -> (predictions (..., m), relative ridge used (...)): one batched
-    Cholesky; kernels where it fails are redone with jitter (see kernel_regression)."""
-    scale = np.trace(k_train, axis1=-2, axis2=-1) / k_train.shape[-1]
-    with enable_x64():
-        pred = np.array(_cholesky_solve(k_train, k_test_train, y_train, jnp.asarray(scale * ridge)))
-    used = np.full(scale.shape, ridge)
-    for i in map(tuple, np.argwhere(~np.isfinite(pred).all(axis=-1))):
-        pred[i], used[i] = _jitter_solve(k_train[i], k_test_train[i], y_train, scale[i], ridge, max_jitter)
-    return pred, used
+    """Checked float64 kernels -> (predictions (..., m), relative ridge used (...)): the Cholesky
+    of K + ridge x mean diagonal, redone with jitter where it fails (see kernel_regression)."""
+    k_train = 0.5 * (k_train + np.swapaxes(k_train, -1, -2))
+    noise = ridge * _factor.mean_diagonal(k_train)
+    factor, rel = _factor.cholesky(k_train, noise, max_jitter)
+    return gp_posterior(factor, y_train, k_test_train).mean, ridge + rel
 
 
 def scores(predictions, y_test):
@@ -147,26 +114,6 @@ def kernel_regression(k_train, k_test_train, y_train, y_test=None, *, ridge: flo
     return Regression(pred, acc, mse)
 
 
-@functools.partial(jax.jit, static_argnames=("discrete",))
-def _gd(k_train, k_test_train, resid, times, lr, discrete):
-    lam, u = jnp.linalg.eigh(k_train)                        # (..., n), (..., n, n)
-    lam = jnp.maximum(lam, 0.0)                              # PSD up to rounding
-    proj = jnp.einsum("...ni,n->...i", u, resid)             # U^T (y - f0)
-    t = times[:, None]
-    lam_b = lam[..., None, :]                                # (..., 1, n) against times (T, 1)
-    safe = jnp.where(lam_b > 0, lam_b, 1.0)
-    if discrete:
-        # (1 - (1 - lr lam)^t) / lam; exact limit t * lr as lam -> 0.
-        decay = jnp.power(1.0 - lr * lam_b, t)
-        inf = jnp.isinf(t)
-        gain = jnp.where(lam_b > 0, (1.0 - jnp.where(inf, 0.0, decay)) / safe, jnp.where(inf, jnp.inf, t * lr))
-    else:
-        gain = jnp.where(lam_b > 0, -jnp.expm1(-t * lam_b) / safe, t)   # (..., T, n)
-        gain = jnp.where(jnp.isinf(t) & (lam_b > 0), 1.0 / safe, gain)
-    coef = jnp.einsum("...ni,...ti,...i->...tn", u, gain, proj)          # (..., T, n)
-    return jnp.einsum("...mn,...tn->...tm", k_test_train, coef)
-
-
 def gd_predictions(k_train, k_test_train, y_train, times, *, lr: Optional[float] = None,
                    f0_train=None, f0_test=None) -> np.ndarray:
     """Test predictions of a network trained by gradient descent in the kernel (NTK) regime.
@@ -175,29 +122,29 @@ def gd_predictions(k_train, k_test_train, y_train, times, *, lr: Optional[float]
     the gradient flow on (1/2) sum_i (f(x_i) - y_i)^2 (scale t by the learning rate).
     Discrete (lr given): t counts steps of gradient descent with that learning rate,
     exp(-t K) -> (I - lr K)^t. t = inf gives ridge-free kernel regression (the
-    interpolant, K^-1 by eigendecomposition; ill-conditioned kernels amplify rounding).
+    interpolant, K^-1 by eigendecomposition). A kernel whose smallest eigenvalue is not above
+    n eps x the largest (singular, or indefinite to rounding) gets a jitter (10 eps x mean
+    diagonal, tenfold up to 1e-2) and a RuntimeWarning; a diverging lr (lr lambda_max >= 2) a
+    RuntimeWarning, and FloatingPointError where the outputs overflow.
 
     Args:
       k_train: (..., n, n), k_test_train: (..., m, n), y_train: (n,).
-      times: scalar or (T,) times >= 0 (np.inf allowed).
+      times: scalar or (T,) times >= 0 (np.inf allowed); with lr, integer step counts.
       f0_train, f0_test: the network's outputs at initialization, (n,) and (..., m); default 0
         (a centred network, f - f_init, starts at 0).
     Returns:
       (..., T, m) predictions, float64 (T axis dropped when times is a scalar).
     """
     k_train, k_test_train, y_train = _as_kernels(k_train, k_test_train, y_train)
-    scalar = np.ndim(times) == 0
-    times = np.atleast_1d(np.asarray(times, dtype=np.float64))
-    if times.ndim != 1 or np.isnan(times).any() or (times < 0).any():
-        raise ValueError(f"times must be a scalar or 1-d array of values >= 0 (inf allowed), got {times}")
-    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not lr > 0):
-        raise ValueError(f"lr must be a real > 0 or None (continuous time), got {lr!r}")
     f0_train = np.zeros_like(y_train) if f0_train is None else np.asarray(f0_train, np.float64)
     if f0_train.shape != y_train.shape:
         raise ValueError(f"f0_train must have shape {y_train.shape}, got {f0_train.shape}")
-    with enable_x64():
-        out = np.asarray(_gd(k_train, k_test_train, y_train - f0_train, jnp.asarray(times),
-                             jnp.asarray(1.0 if lr is None else float(lr)), lr is not None))
+    factor, rel = _factor.eigh(0.5 * (k_train + np.swapaxes(k_train, -1, -2)), np.zeros(k_train.shape[:-2]), 1e-2)
+    if (rel > 0).any():
+        warnings.warn(f"training kernel not positive definite to rounding in {int((rel > 0).sum())} case(s); "
+                      f"added jitter up to {rel.max():.6g} x mean diagonal", RuntimeWarning, stacklevel=2)
+    out = ntk_ensemble(factor, y_train - f0_train, k_test_train, times, lr=lr).mean
     if f0_test is not None:
-        out = out + np.expand_dims(np.asarray(f0_test, np.float64), -2)
-    return out[..., 0, :] if scalar else out
+        f0_test = np.asarray(f0_test, np.float64)
+        out = out + (f0_test if np.ndim(times) == 0 else np.expand_dims(f0_test, -2))
+    return out
