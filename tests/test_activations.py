@@ -111,6 +111,23 @@ def test_numerical_tanh_within_its_stated_bound():
         assert abs(float(vdot) - reference(dphi, (), q1, q2, k)) <= (act.tol + 1e-13) * math.sqrt(ed1 * ed2)
 
 
+def test_numerical_tanh_at_large_variance_within_its_bound():
+    """Steep tanh (q = 40, 60: 4096-8192 terms) still meets tol = 1e-12 against the reference
+    (split at 0, where tanh(sqrt(q) z) turns); at q = 300 no ladder step reaches it and the
+    error names the tol that would pass (the measured tail there is 6.9e-6)."""
+    act, phi, dphi, _ = FUNCTIONS["tanh"]
+    assert act.terms(np.array([40.0, 60.0])) in (4096, 8192)
+    for q1, q2, rho in [(40.0, 60.0, 0.3), (60.0, 60.0, 0.999)]:
+        k = rho * math.sqrt(q1 * q2)
+        v, vdot = act.duals(q1, q2, k)
+        e1, ed1 = act.diagonal(q1)
+        e2, ed2 = act.diagonal(q2)
+        assert abs(float(v) - reference(phi, (0.0,), q1, q2, k)) <= (act.tol + 1e-13) * math.sqrt(e1 * e2)
+        assert abs(float(vdot) - reference(dphi, (0.0,), q1, q2, k)) <= (act.tol + 1e-13) * math.sqrt(ed1 * ed2)
+    with pytest.raises(ValueError, match=r"tol=1e-05\) would pass"):
+        act.duals(300.0, 300.0, 100.0)
+
+
 def test_numerical_erf_matches_the_closed_form():
     import jax.numpy as jnp
     from jax.scipy.special import erf

@@ -309,3 +309,34 @@ def test_depth_families_of_general_archs_equal_kernels_per_depth(family):
             want = rk.kernel(family.with_depth(d), x1, x2)
             np.testing.assert_allclose(np.asarray(got.ntk[j]), np.asarray(want.ntk), rtol=1e-13)
             np.testing.assert_allclose(np.asarray(got.nngp[j]), np.asarray(want.nngp), rtol=1e-13)
+
+
+def test_float32_recursion_without_a_table_projects_to_the_common_norm(monkeypatch):
+    """Where inputs share a norm to within the tables' check but no table reaches TOL, the float64
+    recursion runs on rows projected to that norm: one row of series terms per layer (not one per
+    input), and every entry still within TOL of the float64 kernel of the unprojected inputs."""
+    arch = rk.FeedForward(6, w_var=1.8, b_var=0.05, activation="tanh")
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(140, 12)).astype(np.float32)
+    x = np.float32(2.0) * x / np.linalg.norm(x, axis=1, keepdims=True)
+    monkeypatch.setattr(rk.tabulated, "value_table", lambda *a, **k: None)
+    p = rk.analytic.plan(arch, "hidden", ("nngp", "ntk"), x, None, method="auto", all_depths=False)
+    assert p.angles is None and p.norm is not None and abs(p.norm - 4.0) < 1e-5
+    rows = []
+    real = general.terms
+    monkeypatch.setattr(general, "terms", lambda *a, **k: rows.append(real(*a, **k)) or rows[-1])
+    k32 = rk.kernel(arch, x)
+    assert rows and rows[-1][0][1].shape[1] == 1          # (L, 1, K): one shared row
+    with enable_x64():
+        k64 = rk.kernel(arch, x.astype(np.float64))
+    for a, b in zip(k32, k64):
+        b = np.asarray(b)
+        assert np.abs(np.asarray(a, np.float64) - b).max() <= rk.tabulated.TOL * np.abs(b).max()
+
+
+def test_row_terms_beyond_the_memory_bound_are_refused_before_allocating(monkeypatch):
+    arch = rk.FeedForward(3, w_var=1.5, b_var=0.1, activation="tanh")
+    x = _inputs(6) * np.linspace(1.0, 2.0, 6)[:, None]                 # different norms: a row each
+    monkeypatch.setattr(general, "TERMS_BYTES", 1000)
+    with enable_x64(), pytest.raises(ValueError, match=r"GiB of series terms \(3 layers x 6 inputs"):
+        rk.kernel(arch, x)

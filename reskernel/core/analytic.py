@@ -137,12 +137,14 @@ METHODS = ("auto", "table", "recursion")
 
 class Plan(NamedTuple):
     """How `compute` runs: tables (angles in the inputs' dtype, float64 cubics, the refine band)
-    or the recursion in `dtype`."""
+    or the recursion in `dtype`; `norm`: for general archs' float32 recursion, the squared norm
+    every input is projected to first (their norms spread less than the tables' check allows)."""
 
     angles: Optional[np.ndarray]
     cubics: Optional[np.ndarray]
     band: Optional[np.ndarray]
     dtype: object
+    norm: Optional[float] = None
 
 
 def plan(arch, trained, picked, x1, x2, *, method, all_depths, reads=None) -> Plan:
@@ -211,7 +213,7 @@ def _general_plan(arch, trained, picked, x1, x2, *, method, all_depths, reads):
         if method == "table":
             raise ValueError(f"no table of <= {tabulated.MAX_NODES} + 1 nodes interpolates this kernel to "
                              f"{tabulated.TOL:g} of its largest value; use method='recursion'")
-        return Plan(None, None, None, dtype)
+        return Plan(None, None, None, dtype, q0)   # the recursion on inputs of one norm: one row of terms
     cubics = values[[GET.index(g) for g in picked]]
     return Plan(cubics.astype(dtype), cubics, precise.band(cubics).astype(dtype), dtype)
 
@@ -233,7 +235,7 @@ def compute(arch, trained, picked, x1, x2, p: Plan, *, all_depths, tile=TILE):
     (exact) before the Gram product, and the kernels scaled back (they are homogeneous).
     General archs (activation, variances): reskernel.core.general."""
     if not arch.default and p.angles is None:
-        return general.general_kernel(arch, trained, picked, x1, x2, all_depths=all_depths, tile=tile)
+        return general.general_kernel(arch, trained, picked, x1, x2, all_depths=all_depths, tile=tile, norm=p.norm)
     e1 = _exponent(x1) if arch.default else 0      # general kernels are not homogeneous
     e2 = e1 if x2 is None or not arch.default else _exponent(x2)
     if e1 or e2:

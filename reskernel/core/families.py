@@ -148,7 +148,7 @@ def depth_kernels(family, x1, x2=None, depths=(1,), *, trained="hidden", get=Non
         reads = tuple(int(d) for d in uniq)
         p = plan(deepest, trained, picked, x1, x2, method=method, all_depths=False, reads=reads)
         outs = (compute(deepest, trained, picked, x1, x2, p, all_depths=True) if p.angles is not None else
-                general.general_kernel(deepest, trained, picked, x1, x2, reads=reads))
+                general.general_kernel(deepest, trained, picked, x1, x2, reads=reads, norm=p.norm))
         found = {d: tuple(o[j] for o in outs) for j, d in enumerate(reads)}
         _report(progress, reads[-1])
     elif not family.default:  # general ResNets (reskernel.core.general): each depth its own alpha

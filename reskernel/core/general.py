@@ -217,10 +217,13 @@ def _general(x1, x2, t1s, t2s, a2, variances, *, kind, activation, trained, read
     return tuple(o[..., :n1, :n2] for o in outs)
 
 
-def general_kernel(arch, trained, picked, x1, x2, *, all_depths=False, reads=None, tile=TILE):
+def general_kernel(arch, trained, picked, x1, x2, *, all_depths=False, reads=None, tile=TILE, norm=None):
     """The kernels `picked` of a general arch between x1 and x2 (None: symmetric), a tuple of
     arrays in x1's dtype, (n1, n2); with all_depths (L, n1, n2); with reads, a sorted tuple of
-    depths, (len(reads), n1, n2) from the same pass. Concrete inputs: float64 inside (module doc)."""
+    depths, (len(reads), n1, n2) from the same pass. Concrete inputs: float64 inside (module doc).
+    norm: None, or a squared norm q0 that every row is projected to before the recursion (one
+    row of terms serves all), the kernels then scaled by |x| |x'| / q0 (float32 inputs whose
+    norms agree to within the tables' check: `common_norm`, `norm_deviation`)."""
     symmetric = x2 is None
     if all_depths:
         reads = tuple(range(1, arch.depth + 1))
@@ -237,14 +240,43 @@ def general_kernel(arch, trained, picked, x1, x2, *, all_depths=False, reads=Non
     a = np.asarray(x1, np.float64)
     b = a if symmetric else np.asarray(x2, np.float64)
     sq1 = np.einsum("ij,ij->i", a, a)
-    t1s, t2s, top = terms(arch, sq1, None if symmetric else np.einsum("ij,ij->i", b, b), trained)
+    sq2 = sq1 if symmetric else np.einsum("ij,ij->i", b, b)
+    if norm is not None:
+        scale1, scale2 = np.sqrt(sq1 / norm), np.sqrt(sq2 / norm)
+        a = a / scale1[:, None]
+        b = a if symmetric else b / scale2[:, None]
+        sq1 = np.full_like(sq1, norm)
+        sq2 = sq1 if symmetric else np.full_like(sq2, norm)
+    t1s, t2s, top = terms(arch, sq1, None if symmetric else sq2, trained)
     check_values(arch, top, x1.dtype)
     if exact:
         t1s = t2s = ()
+    _check_memory(arch, t1s, t2s, symmetric)
     with enable_x64():
         outs = _general(jnp.asarray(a), jnp.asarray(b), tuple(map(jnp.asarray, t1s)), tuple(map(jnp.asarray, t2s)),
                         jnp.asarray(_a2(arch, np.float64)), jnp.asarray(_variances(arch)), **kw)
-        return tuple(np.asarray(o).astype(x1.dtype) for o in outs)
+        outs = tuple(np.asarray(o) for o in outs)
+    if norm is not None:
+        outs = tuple(o * (scale1[:, None] * scale2[None, :]) for o in outs)
+    return tuple(o.astype(x1.dtype) for o in outs)
+
+
+# The most memory the host's row terms of a numerical activation may take (they are copied to the
+# device once more): beyond it the inputs' norms differ too much for one shared row.
+TERMS_BYTES = 4 << 30
+
+
+def _check_memory(arch, t1s, t2s, symmetric):
+    """Raise, before allocating on the device, when the row terms (L, n, K) exceed TERMS_BYTES."""
+    leaves = tuple(t1s) + (() if symmetric or t2s is t1s else tuple(t2s))
+    size = sum(int(t.nbytes) for t in leaves)
+    if size > TERMS_BYTES:
+        depth, rows, k = t1s[1].shape
+        raise ValueError(f"the numerical activation {arch.activation.label} needs {size / 2 ** 30:.1f} GiB of series "
+                         f"terms ({depth} layers x {rows} inputs x {k} terms, for inputs of different norms), beyond "
+                         f"{TERMS_BYTES / 2 ** 30:.0f} GiB: give every input one norm (e.g. per-image "
+                         "standardization or the unit sphere: one row of terms serves all), or fewer inputs per call "
+                         "(reskernel.blocked_kernel), or fewer layers")
 
 
 def common_norm(x1, x2=None):

@@ -28,29 +28,60 @@ import numpy as np
 
 from .activations import Activation, _xp
 
-__all__ = ["Numerical", "tanh", "basis"]
+__all__ = ["Numerical", "tanh", "nodes", "project"]
 
-LADDER = (16, 32, 64, 128, 256, 512, 1024, 2048)
+LADDER = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
 # The trapezoidal rule's first step on the standard normal, halved until E[phi^2] and E[phi'^2]
 # agree with the next halving to tol (at most STEPS halvings); nodes cover |z| <= REACH, beyond
 # which the Gaussian density is below 1e-297.
 FIRST_STEP, STEPS, REACH = 0.1, 7, 37.0
 
 
-@functools.lru_cache(maxsize=32)
-def basis(step: float, terms: int):
-    """(z, sqrt(w), psi): nodes z = step * j on [-REACH, REACH], trapezoid weights w = step * g(z)
-    (g the standard normal density), and psi (N, terms) = sqrt(w_j) h_k(z_j) by the three-term
-    recurrence on sqrt(w) h_k (bounded by ~1, where h_k alone overflows)."""
+def nodes(step: float):
+    """(z, sqrt(w)): nodes z = step * j on [-REACH, REACH] and the square roots of the trapezoid
+    weights w = step * g(z), g the standard normal density."""
     z = step * np.arange(-int(REACH / step), int(REACH / step) + 1)
-    root = np.sqrt(step * np.exp(-0.5 * z * z) / np.sqrt(2.0 * np.pi))
-    psi = np.empty((z.shape[0], terms))
-    psi[:, 0] = root
-    if terms > 1:
-        psi[:, 1] = z * root
-    for k in range(1, terms - 1):
-        psi[:, k + 1] = (z * psi[:, k] - np.sqrt(k) * psi[:, k - 1]) / np.sqrt(k + 1.0)
-    return z, root, psi
+    return z, np.sqrt(step * np.exp(-0.5 * z * z) / np.sqrt(2.0 * np.pi))
+
+
+BLOCK = 256   # Hermite functions generated at a time (memory: nodes x BLOCK, not nodes x terms)
+
+
+# psi matrices up to this many entries (64 MB) are kept (the same network asks again for every
+# call); larger ones (thousands of terms) are streamed in blocks and never stored whole.
+CACHED = 1 << 23
+
+
+@functools.lru_cache(maxsize=4)
+def _psi(step: float, terms: int):
+    return _blocks(step, terms, None)[0]
+
+
+def project(step: float, terms: int, *values):
+    """values[i] @ psi for each (rows, N) array, psi (N, terms) = sqrt(w_j) h_k(z_j) on the nodes
+    of `step` (the three-term recurrence on sqrt(w) h_k, bounded by ~1 where h_k alone
+    overflows)."""
+    if nodes(step)[0].shape[0] * terms <= CACHED:
+        psi = _psi(step, terms)
+        return [v @ psi for v in values]
+    return _blocks(step, terms, values)
+
+
+def _blocks(step, terms, values):
+    """[v @ psi for v in values] with psi generated BLOCK columns at a time; values None: [psi]."""
+    z, root = nodes(step)
+    out = [np.empty((z.shape[0] if values is None else v.shape[0], terms)) for v in (values or (None,))]
+    prev, cur = np.zeros_like(root), root
+    for start in range(0, terms, BLOCK):
+        block = np.empty((min(BLOCK, terms - start), z.shape[0]))    # rows: contiguous writes
+        for j in range(block.shape[0]):
+            k = start + j
+            if k > 0:
+                prev, cur = cur, (z * cur - np.sqrt(k - 1.0) * prev) / np.sqrt(float(k))
+            block[j] = cur
+        for o, v in zip(out, values or (None,)):
+            o[:, start:start + block.shape[0]] = (block if v is None else block @ v.T).T   # (v @ block.T: 15x slower)
+    return out
 
 
 def _series_step(step: float, terms: int) -> float:
@@ -98,13 +129,16 @@ class Numerical(Activation):
 
     fn: phi, mapping an array to an array of the same shape (jax.grad gives phi').
     tol: relative bound on each layer's dual (default 1e-12).
-    max_terms: the most series terms (a power of two from 16 to 2048).
+    max_terms: the most series terms (a power of two from 16 to 8192). The terms needed grow with
+      the variance q the activation sees where phi is steep: tanh reaches tol = 1e-12 up to
+      q ~ 70 with 8192 terms (2048: q ~ 17; 1e-8 up to q ~ 150); beyond, the error names the
+      tol that is reachable.
     """
 
     fn: Callable
     name: Optional[str] = None
     tol: float = 1e-12
-    max_terms: int = 2048
+    max_terms: int = 8192
 
     exact = False
 
@@ -175,7 +209,7 @@ class Numerical(Activation):
 
     def _moments(self, q, step):
         """(E[phi^2], E[phi'^2]) at variances q (flat array) by the trapezoidal rule of `step`."""
-        z, root, _ = basis(step, 1)
+        z, root = nodes(step)
         u = np.sqrt(q)[:, None] * z[None, :]
         w = root * root
         return self._values(u) ** 2 @ w, self._slopes(u) ** 2 @ w
@@ -183,11 +217,12 @@ class Numerical(Activation):
     def series(self, q, terms, step=FIRST_STEP):
         """a, b: (len(q), terms) coefficients of phi and phi' at variances q (flat), and their
         tails relative to E[phi^2], E[phi'^2]; `step`: the diagonal's converged step."""
-        z, root, psi = basis(_series_step(step, terms), terms)
+        step = _series_step(step, terms)
+        z, root = nodes(step)
         u = np.sqrt(q)[:, None] * z[None, :]
         f = self._values(u) * root
         g = self._slopes(u) * root
-        a, b = f @ psi, g @ psi
+        a, b = project(step, terms, f, g)
         ef, eg = np.einsum("ij,ij->i", f, f), np.einsum("ij,ij->i", g, g)
         tail_a = (ef - np.einsum("ij,ij->i", a, a)) / np.where(ef > 0, ef, 1.0)
         tail_b = (eg - np.einsum("ij,ij->i", b, b)) / np.where(eg > 0, eg, 1.0)
@@ -234,9 +269,13 @@ class Numerical(Activation):
                 return terms, step
             worst = (terms, float(tail.max()), float(flat[int(np.argmax(tail))]))
         terms, tail, at = worst
+        reach = 10.0 ** np.ceil(np.log10(tail)) if 0 < tail < 0.1 else None
+        advice = (f"Numerical(..., tol={reach:.0e}) would pass here (reskernel.quadrature.tanh(tol=...) for tanh)"
+                  if reach else "the series cannot represent it")
         raise ValueError(f"the Hermite series of activation {self.label} does not reach tol = {self.tol:g} with "
                          f"{terms} terms at variance q = {at:.6g} (relative tail {tail:.3g}): phi is not smooth "
-                         "enough there (a kink, or a steep step at large q); raise tol or max_terms")
+                         "enough there (a kink, or a steep step at large q: smaller weight variances or inputs "
+                         f"keep q lower); {advice}")
 
     def row_terms(self, q):
         q = np.asarray(q, np.float64)
