@@ -25,6 +25,8 @@ _COMMANDS = {
                "Kernel-regression accuracy on the (w_var, b_var) phase diagram, FFNet vs ResNet, by depth."),
     "regress": ("reskernel.studies.depth_study", "regress_command",
                 "Kernel regression accuracy vs depth (FFNet vs ResNet, NTK/NNGP, float64/float32)."),
+    "select": ("reskernel.studies.selection", "select_command",
+               "Model selection on a validation split (ten-class MNIST/CIFAR-10), and Lee et al. 2018's Table 1."),
     "shortcut": ("reskernel.studies.shortcut", "shortcut_command",
                  "Success rate of gradient descent with and without the shortcut (Liu et al. 2019)."),
     "skipinit": ("reskernel.studies.training.commands", "skipinit_command",
