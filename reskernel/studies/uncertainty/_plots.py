@@ -1,0 +1,133 @@
+"""Figures: the binned calibration of the NNGP posterior (calibration.png), and the NTK ensemble's
+predicted spread against trained networks over training (spread.png; per point: spread_points.png)."""
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["plot_calibration", "plot_spread", "plot_spread_points"]
+
+
+def plot_calibration(rows, out) -> str:
+    """One panel per (dataset, arch): the bins' mean realized squared error (+- 1 standard error)
+    against their mean predicted variance, log-log, with the line of perfect calibration; the
+    bins' test accuracy on a second axis."""
+    from ...plotting import figure, save
+
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    archs = list(dict.fromkeys(r["arch"] for r in rows))
+    fig, axes = figure(len(archs), nrows=len(datasets), width=4.2, height=3.6, squeeze=False)
+    for i, dataset in enumerate(datasets):
+        for j, arch in enumerate(archs):
+            ax = axes[i, j]
+            sel = [r for r in rows if r["dataset"] == dataset and r["arch"] == arch]
+            if not sel:
+                ax.set_visible(False)
+                continue
+            r = sel[0]
+            p, e, se = (np.asarray(r[f"bin_{k}"]) for k in ("predicted", "realized", "stderr"))
+            lo, hi = min(p.min(), e.min()) * 0.7, max(p.max(), e.max()) * 1.4
+            ax.plot([lo, hi], [lo, hi], "k--", lw=0.8, label="calibrated (realized = predicted)")
+            ax.errorbar(p, e, yerr=se, fmt="o", color="tab:blue", ms=4, capsize=2, label="bin mean +- 1 s.e.")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("predicted variance s (sigma^2 + noise)")
+            ax.set_ylabel("realized squared error (mean over 10 outputs)")
+            ax.set_title(f"{dataset}, {arch}: n_train {r['n_train']}, n_test {r['n_test']}", fontsize=9)
+            ax.text(0.03, 0.97, f"ratio {r['ratio']:.2f}, log-slope {r['log_slope']:.2f}\n"
+                    f"corr (points) {r['pearson']:.2f}, within 2 s.e. {r['within_2se']:.0%}\n"
+                    f"test accuracy {r['accuracy']:.3f}", transform=ax.transAxes, va="top", fontsize=7)
+            acc = ax.twinx()
+            acc.plot(p, r["bin_accuracy"], "s:", color="tab:green", ms=3, label="bin test accuracy")
+            acc.set_ylim(0, 1.05)
+            acc.set_ylabel("bin test accuracy", color="tab:green")
+            acc.set_xlabel(ax.get_xlabel())
+            acc.grid(False)
+            if i == 0 and j == 0:
+                ax.legend(fontsize=6, loc="lower right")
+    fig.suptitle(f"NNGP posterior: predicted variance vs realized squared error, {rows[0]['bins']} quantile bins",
+                 fontsize=10)
+    return str(save(fig, Path(out) / "calibration.png"))
+
+
+def _steps_axis(ax):
+    ax.set_xscale("symlog", linthresh=1.0, linscale=0.5)
+    ax.set_xlabel("gradient-descent step t")
+
+
+def plot_spread(rows, out) -> str:
+    """Per arch (columns): (1) mean variance of the test outputs over training, predicted by the
+    NTK ensemble (line) and measured over seeds (markers, one colour per width); (2) the
+    networks' variance over the predicted one, median over points, with the 95% sampling
+    interval of one point's ratio (band); (3) the rms z-score of the networks' mean against the
+    predicted mean (1 when they agree)."""
+    from ...plotting import figure, save
+
+    archs = list(dict.fromkeys(r["arch"] for r in rows))
+    widths = sorted({r["width"] for r in rows})
+    colors = dict(zip(widths, ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"] * 4))
+    fig, axes = figure(len(archs), nrows=3, width=4.2, height=3.0, squeeze=False)
+    for j, arch in enumerate(archs):
+        for w in widths:
+            sel = sorted((r for r in rows if r["arch"] == arch and r["width"] == w), key=lambda r: r["step"])
+            if not sel:
+                continue
+            t = [r["step"] for r in sel]
+            c = colors[w]
+            if w == widths[0]:
+                axes[0, j].plot(t, [r["var_pred"] for r in sel], "k-", lw=1.5, label="NTK ensemble (predicted)")
+            axes[0, j].plot(t, [r["var_sample"] for r in sel], "o", color=c, ms=4,
+                            label=f"width {w}, {sel[0]['seeds']} nets (measured)")
+            axes[1, j].fill_between(t, [r["ratio_low"] for r in sel], [r["ratio_high"] for r in sel], color=c,
+                                    alpha=0.15, lw=0, label=f"95% interval of one point's ratio ({sel[0]['seeds']} nets)")
+            axes[1, j].plot(t, [r["ratio_median"] for r in sel], "o-", color=c, ms=3, label=f"median over points, width {w}")
+            axes[1, j].plot(t, [r["var_ratio"] for r in sel], "x", color=c, ms=5, label="ratio of the mean variances")
+            axes[2, j].plot(t, [r["z_rms"] for r in sel], "o-", color=c, ms=3, label=f"width {w}")
+        axes[1, j].axhline(1.0, color="k", lw=0.8)
+        axes[2, j].axhline(1.0, color="k", lw=0.8, ls="--", label="agreement (t distribution: ~1)")
+        axes[0, j].set_yscale("log")
+        axes[0, j].set_ylabel("variance of a test output")
+        axes[1, j].set_ylabel("measured / predicted variance")
+        axes[2, j].set_ylabel("rms z of the mean")
+        r0 = next(r for r in rows if r["arch"] == arch)
+        axes[0, j].set_title(f"{arch}, {r0['dataset']} n={r0['n_train']}, lr={r0['lr']:.3g} (={r0['lr_factor']:g}/lambda_max)",
+                             fontsize=8)
+        for i in range(3):
+            _steps_axis(axes[i, j])
+            axes[i, j].legend(fontsize=6)
+    fig.suptitle("NTK ensemble vs trained finite networks: spread of the test outputs over seeds", fontsize=10)
+    return str(save(fig, Path(out) / "spread.png"))
+
+
+def plot_spread_points(arrays, out) -> str:
+    """Per (arch, width) (rows): the networks' sample mean against the predicted mean of every
+    (test point, output) at the last step, and each point's sample variance (pooled over the
+    outputs) against the predicted one, at step 0 and at the last step."""
+    from ...plotting import figure, save
+
+    keys = list(arrays)
+    fig, axes = figure(2, nrows=len(keys), width=4.0, height=3.6, squeeze=False)
+    for i, key in enumerate(keys):
+        a = arrays[key]
+        ens, f = a["ensemble"], a["outputs"]
+        mean, var = ens["mean"], ens["variance"]
+        ax = axes[i, 0]
+        ax.plot(mean[-1].ravel(), f[:, -1].mean(0).ravel(), ".", ms=2, alpha=0.5, color="tab:blue")
+        lim = [min(mean[-1].min(), f[:, -1].mean(0).min()), max(mean[-1].max(), f[:, -1].mean(0).max())]
+        ax.plot(lim, lim, "k--", lw=0.8)
+        ax.set_xlabel("predicted mean (NTK ensemble)")
+        ax.set_ylabel(f"mean of {f.shape[0]} trained nets")
+        ax.set_title(f"{key[0]}, width {key[1]}: outputs at the last step", fontsize=9)
+        ax = axes[i, 1]
+        for t, c, name in ((0, "tab:grey", "initialization"), (-1, "tab:red", "last step")):
+            ax.plot(var[t], f[:, t].var(0, ddof=1).mean(-1), ".", ms=3, alpha=0.6, color=c, label=name)
+        lo = min(var.min(), f.var(0, ddof=1).mean(-1).min()) * 0.8
+        hi = max(var.max(), f.var(0, ddof=1).mean(-1).max()) * 1.25
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("predicted variance")
+        ax.set_ylabel("sample variance (pooled over outputs)")
+        ax.set_title(f"{key[0]}, width {key[1]}: each test point", fontsize=9)
+        ax.legend(fontsize=6)
+    fig.suptitle("Per test point: trained networks against the NTK ensemble", fontsize=10)
+    return str(save(fig, Path(out) / "spread_points.png"))

@@ -1,0 +1,189 @@
+"""Finite-width networks with k outputs trained by full-batch gradient descent on
+(1/2) sum_i |f(x_i) - y_i|^2, the loss and the step of reskernel.inference.ensemble, so that an
+ensemble of them over seeds can be set beside the infinite-width NTK ensemble.
+
+A k-output network is reskernel's network (`rk.network(arch, width)`, one description with the
+kernels) whose readout v (m,) is a matrix V (m, k), and b_out () a vector (k,):
+f(x) = features(x) @ V + sqrt(b_var) b_out, all entries N(0, 1). At infinite width its outputs
+are k independent copies of the scalar net's, with NTK Theta (x) I_k: the ensemble formulas apply
+column by column.
+
+    out = train_networks(rk.FeedForward(3), 1024, x_train, y_train, x_test, lr=0.01, steps=[0, 10, 100],
+                         keys=jax.random.split(jax.random.PRNGKey(0), 20))
+    out.outputs.shape        # (20, 3, m, k): seeds, steps, test points, outputs
+"""
+import dataclasses
+import functools
+import math
+import numbers
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ...core.arch import check_trained
+from ...nets.networks import network, param_groups
+
+__all__ = ["MultiOutput", "Trained", "gradient_descent", "train_networks"]
+
+# fold_in constant of the k-output readout's key stream ("head" in ASCII)
+_HEAD_STREAM = 0x68656164
+
+
+@dataclasses.dataclass(frozen=True)
+class MultiOutput:
+    """The network of `arch` and `width` with `outputs` readout columns (module doc).
+
+    Parameters are those of rk.network(arch, width).init with "readout" (m, k) and, when
+    arch.b_var > 0, "readout_bias" (k,).
+    """
+
+    arch: object
+    width: int
+    outputs: int
+
+    def __post_init__(self):
+        if isinstance(self.outputs, bool) or not isinstance(self.outputs, numbers.Integral) or self.outputs < 1:
+            raise ValueError(f"outputs must be an int >= 1, got {self.outputs!r}")
+        object.__setattr__(self, "net", network(self.arch, self.width))
+
+    def init(self, key, d_in: int, dtype=jnp.float32) -> dict:
+        """The scalar net's parameters for key, the readout redrawn as (m, k) (and its bias (k,))."""
+        params = self.net.init(key, d_in, dtype=dtype)
+        head = jax.random.fold_in(key, _HEAD_STREAM)
+        k1, k2 = jax.random.split(head)
+        params["readout"] = jax.random.normal(k1, (self.width, self.outputs), dtype)
+        if "readout_bias" in params:
+            params["readout_bias"] = jax.random.normal(k2, (self.outputs,), dtype)
+        return params
+
+    def apply(self, params, x):
+        """f(x) (n, k) for x (n, d)."""
+        # the scalar net computes the features; its own readout is not used (any of the right shape)
+        scalar = dict(params, readout=params["readout"][:, 0])
+        if "readout_bias" in params:
+            scalar["readout_bias"] = params["readout_bias"][0]
+        out = self.net.features(scalar, x) @ params["readout"]
+        if "readout_bias" in params:
+            out = out + math.sqrt(self.arch.b_var) * params["readout_bias"]
+        return out
+
+
+class Trained(NamedTuple):
+    """Outputs of networks trained by gradient descent, float64 NumPy.
+
+    Attributes:
+      outputs: (..., T, m, k) f at the evaluation points after each of `steps`.
+      train_loss: (..., T) (1/2) sum |f(x_train) - y_train|^2 after each of `steps`.
+    """
+
+    outputs: np.ndarray
+    train_loss: np.ndarray
+
+
+def _check_steps(steps) -> tuple:
+    s = np.atleast_1d(np.asarray(steps))
+    if s.ndim != 1 or s.size == 0 or not np.issubdtype(s.dtype, np.number) or (s != np.round(s)).any() \
+            or (s < 0).any() or (np.diff(s) < 0).any():
+        raise ValueError(f"steps must be non-decreasing integers >= 0, got {steps!r}")
+    return tuple(int(v) for v in s)
+
+
+def _check_lr(lr) -> float:
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) or lr <= 0:
+        raise ValueError(f"lr must be a finite real > 0, got {lr!r}")
+    return float(lr)
+
+
+def _descend(apply, params, trainable, x_train, y_train, x_eval, lr, steps):
+    """Pure JAX: (outputs (T, m, k), train losses (T,)) along full-batch gradient descent."""
+    fixed = {k: v for k, v in params.items() if k not in trainable}
+    moving = {k: params[k] for k in trainable}
+
+    def loss(p):
+        return 0.5 * jnp.sum((apply({**p, **fixed}, x_train) - y_train) ** 2)
+
+    def step(p, _):
+        return jax.tree.map(lambda a, g: a - lr * g, p, jax.grad(loss)(p)), None
+
+    outs, losses = [], []
+    for gap in np.diff((0,) + steps):
+        if gap:
+            moving, _ = jax.lax.scan(step, moving, None, length=int(gap))
+        outs.append(apply({**moving, **fixed}, x_eval))
+        losses.append(loss(moving))
+    return jnp.stack(outs), jnp.stack(losses)
+
+
+def gradient_descent(apply, params: dict, x_train, y_train, x_eval, *, lr: float, steps, trainable=None) -> Trained:
+    """Full-batch gradient descent theta <- theta - lr dL/dtheta on L = (1/2) sum |apply(theta, x_train) - y_train|^2.
+
+    Args:
+      apply: f(params, x) -> (n, k) (or (n,) with 1-d targets), a JAX function.
+      params: dict of arrays, the starting point; its dtype is the arithmetic's.
+      x_train, y_train: (n, d) and (n, k) (or (n,)).
+      x_eval: (m, d) points whose outputs are returned.
+      lr: the learning rate (a Python float keeps float32 updates float32).
+      steps: non-decreasing step counts >= 0 at which to evaluate (0: the initial outputs).
+      trainable: names of the params that move (default: all); the others keep their values.
+    Returns:
+      Trained(outputs (T, m, k), train_loss (T,)), float64.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> x, y = jnp.array([[1.0], [2.0]]), jnp.array([[1.0], [0.0]])
+      >>> out = gradient_descent(lambda p, x: x @ p["w"], {"w": jnp.zeros((1, 1))}, x, y, x, lr=0.1, steps=[0, 1])
+      >>> out.outputs[:, :, 0].round(6).tolist()        # w_1 = 0 - 0.1 (1 (0 - 1) + 2 (0 - 0)) = 0.1
+      [[0.0, 0.0], [0.1, 0.2]]
+    """
+    steps, lr = _check_steps(steps), _check_lr(lr)
+    names = tuple(params) if trainable is None else tuple(trainable)
+    unknown = [n for n in names if n not in params]
+    if unknown:
+        raise ValueError(f"trainable names {unknown} are not among the params {list(params)}")
+    run = jax.jit(lambda p, a, b, c: _descend(apply, p, names, a, b, c, lr, steps))
+    outs, losses = run(params, *(jnp.asarray(a) for a in (x_train, y_train, x_eval)))
+    return Trained(np.asarray(outs, np.float64), np.asarray(losses, np.float64))
+
+
+def train_networks(arch, width: int, x_train, y_train, x_eval, *, lr: float, steps, keys, trained: str = "all",
+                   dtype=jnp.float32) -> Trained:
+    """Networks of `arch` and `width` with k = y_train.shape[1] outputs, one per key, initialized
+    i.i.d. N(0, 1) and trained by full-batch gradient descent (gradient_descent), as the NTK
+    ensemble's networks are (reskernel.inference.ensemble: same loss, lr and step count).
+
+    Args:
+      arch, width: the network (MultiOutput(arch, width, k)).
+      x_train (n, d), y_train (n, k), x_eval (m, d): data (cast to dtype).
+      lr, steps: as in gradient_descent.
+      keys: (S, 2) PRNG keys (jax.random.split(key, S)), one network each; run one after
+        another (lax.map: one net's weights and gradients stay in cache).
+      trained: "all" (every parameter moves: the standard NTK, reskernel.kernel(...,
+        trained="all")) or "hidden" (readout and ResNet embedding fixed at init).
+      dtype: the parameters' and the arithmetic's dtype (float32 default).
+    Returns:
+      Trained(outputs (S, T, m, k), train_loss (S, T)), float64.
+    """
+    steps, lr, trained = _check_steps(steps), _check_lr(lr), check_trained(trained)
+    y = jnp.asarray(y_train, dtype)
+    if y.ndim != 2:
+        raise ValueError(f"y_train must have shape (n, k), got {y.shape}")
+    names = tuple(param_groups(arch, trained))
+    xa, xe = jnp.asarray(x_train, dtype), jnp.asarray(x_eval, dtype)
+    run = _compiled(arch, width, y.shape[1], names, lr, steps, jnp.dtype(dtype).name)
+    outs, losses = run(jnp.asarray(keys), xa, y, xe)
+    return Trained(np.asarray(outs, np.float64), np.asarray(losses, np.float64))
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled(arch, width, outputs, names, lr, steps, dtype):
+    """One jitted trainer per setting, so that batches of seeds reuse its compilation."""
+    model = MultiOutput(arch, width, outputs)
+
+    def run(keys, xa, y, xe):
+        def one(key):
+            return _descend(model.apply, model.init(key, xa.shape[1], dtype), names, xa, y, xe, lr, steps)
+        return jax.lax.map(one, keys)
+
+    return jax.jit(run)
