@@ -22,7 +22,7 @@ nbclient = pytest.importorskip("nbclient")
 ROOT = Path(__file__).resolve().parents[1]
 NB_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(p.name for p in NB_DIR.glob("[0-9][0-9]_*.ipynb"))
-NEEDS_DATA = ("02", "05", "07")  # read MNIST/CIFAR-10
+NEEDS_DATA = ("02", "05", "07", "08")  # read MNIST/CIFAR-10
 _UMASK = os.umask(0)  # read once (there is no getter), to give written files the usual mode
 os.umask(_UMASK)
 
@@ -130,8 +130,15 @@ def _check_07(r):  # off the critical line the FFNet loses more accuracy with de
     assert r["resnet_worst_loss"] <= 0.05 and all(0.4 <= a <= 1 for a in r["accuracy_last"].values()), r
 
 
+def _check_08(r):  # the validation choice tests near its validation score; Lee et al.'s NNGP near the paper
+    assert 0.5 < r["chosen_test_accuracy"] <= 1 and abs(r["chosen_val_accuracy"] - r["chosen_test_accuracy"]) < 0.25, r
+    assert r["lml_test_accuracy"] is None or 0.3 < r["lml_test_accuracy"] <= 1, r
+    for d, lee in r["lee"].items():
+        assert abs(lee["accuracy"] - lee["published"]) < 0.05, (d, lee)
+
+
 CHECKS = {"01": _check_01, "02": _check_02, "03": _check_03, "04": _check_04, "05": _check_05, "06": _check_06,
-          "07": _check_07}
+          "07": _check_07, "08": _check_08}
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
