@@ -93,7 +93,7 @@ def test_preconditioner_cuts_iterations(data, pre):
 def test_many_right_hand_sides_equal_one_at_a_time(data):
     k, _, y = data
     sigma = 1e-2 * np.trace(k) / N
-    b = np.concatenate([y, np.random.default_rng(1).normal(size=(N, 2))], axis=1)
+    b = np.concatenate([y[:, :2], np.random.default_rng(1).normal(size=(N, 1))], axis=1)
     together = cg_solve(k, b, noise=sigma, tol=1e-10, maxiter=20 * N, preconditioner=None)
     assert together.converged
     for j in range(b.shape[1]):
@@ -122,14 +122,14 @@ def test_pivoted_cholesky_of_full_rank_reproduces_the_kernel(data):
 
 def test_kernel_blocks_products_equal_dense():
     """KernelBlocks (n not a multiple of block) against the dense reskernel.kernel, float64 and float32."""
-    x, xt = _inputs(200, D, 3), _inputs(40, D, 4)
-    v = np.random.default_rng(5).normal(size=(200, 2))
+    x, xt = _inputs(150, D, 3), _inputs(40, D, 4)
+    v = np.random.default_rng(5).normal(size=(150, 2))
     with enable_x64():
         dense = np.asarray(rk.kernel(ARCH, x, get="ntk"))
         ops = KernelBlocks(ARCH, x, block=64)
         np.testing.assert_allclose(ops.matmul(v), dense @ v, rtol=1e-12, atol=1e-12 * np.abs(dense @ v).max())
         np.testing.assert_allclose(ops.diagonal(), np.diagonal(dense), rtol=1e-13)
-        np.testing.assert_allclose(ops.rows([5, 100, 199]), dense[[5, 100, 199]], rtol=1e-13)
+        np.testing.assert_allclose(ops.rows([5, 100, 149]), dense[[5, 100, 149]], rtol=1e-13)
         for get in ("ntk", "nngp"):
             cross = np.asarray(rk.kernel(ARCH, xt, x, get=get))
             np.testing.assert_allclose(predict(KernelBlocks(ARCH, xt, x, get=get, block=64), v), cross @ v,
@@ -143,12 +143,12 @@ def test_kernel_blocks_products_equal_dense():
 
 def test_cg_over_kernel_blocks_matches_direct():
     """Pivoted Cholesky rows, the products and the predictions all from recomputed blocks."""
-    x, xt = _inputs(200, D, 3), _inputs(40, D, 4)
+    x, xt = _inputs(150, D, 3), _inputs(40, D, 4)
     y = np.sign(x)
     with enable_x64():
         k = np.asarray(rk.kernel(ARCH, x, get="ntk"))
         kt = np.asarray(rk.kernel(ARCH, xt, x, get="ntk"))
-    sigma = 1e-3 * np.trace(k) / 200
+    sigma = 1e-3 * np.trace(k) / 150
     with enable_x64():     # float64 blocks (the dtype follows the inputs, as in reskernel.kernel)
         res = cg_solve(KernelBlocks(ARCH, x, block=64), y, noise=sigma, tol=1e-10, rank=40)
         got = predict(KernelBlocks(ARCH, xt, x, block=64), res)
@@ -161,7 +161,7 @@ def test_float32_kernel_solved_in_float64(data, store, tmp_path):
     """A float32 matrix is solved exactly as stored (products accumulated in float64)."""
     k32 = data[0].astype(np.float32)
     y = data[2]
-    sigma = 1e-3 * np.trace(data[0]) / N
+    sigma = 1e-2 * np.trace(data[0]) / N
     if store == "memmap":
         mm = np.lib.format.open_memmap(tmp_path / "k.npy", mode="w+", dtype=np.float32, shape=k32.shape)
         mm[:] = k32
@@ -169,7 +169,7 @@ def test_float32_kernel_solved_in_float64(data, store, tmp_path):
         k = np.load(tmp_path / "k.npy", mmap_mode="r")
     else:
         k = jax.numpy.asarray(k32) if store == "jax" else k32
-    res = cg_solve(k, y, noise=sigma, tol=1e-10, block=128)
+    res = cg_solve(k, y, noise=sigma, tol=1e-10, block=256)
     assert res.converged and res.solution.dtype == np.float64
     assert rel(res.solution, direct(k32, sigma, y)) < 1e-6
 
