@@ -4,8 +4,9 @@ Top row, one panel per kernel: validation accuracy against depth, per (arch, act
 over the (w_var, b_var) points (line) and their range (band); the model chosen by validation
 accuracy in each (arch, kernel) scope as a star at its validation accuracy and a diamond at its
 test accuracy; the NNGP chosen by marginal likelihood as a square (test accuracy).
+The y axis shows the best curves and the chosen models; bands below it are clipped.
 Bottom row, one panel per kernel: validation accuracy over (w_var, b_var) at the arch,
-activation and depth of that kernel's validation-chosen model.
+activation and depth of that kernel's validation-chosen model (red box).
 """
 from pathlib import Path
 
@@ -31,6 +32,9 @@ def plot_selection(rows, chosen, path) -> Path:
     colors = {ln: f"C{i % 10}" for i, ln in enumerate(lines)}
     for j, kname in enumerate(kernels):
         ax = axes[0, j]
+        best = [max(r["val_accuracy"] for r in ok if r["kernel"] == kname and (r["arch"], r["activation"]) == ln
+                    and r["depth"] == d) for ln in lines for d in {r["depth"] for r in ok}
+                if any(r["kernel"] == kname and (r["arch"], r["activation"]) == ln and r["depth"] == d for r in ok)]
         for arch, act in lines:
             sel = [r for r in ok if r["kernel"] == kname and r["arch"] == arch and r["activation"] == act]
             if not sel:
@@ -57,7 +61,12 @@ def plot_selection(rows, chosen, path) -> Path:
         ax.set_xscale("log")
         ax.set_xlabel("depth L (hidden layers / blocks)")
         ax.set_ylabel("accuracy (validation; test where marked)")
-        ax.set_title(f"{kname.upper()}: best over (w_var, b_var), band = range", fontsize=9)
+        marks = [c[k] for c in chosen if c["kernel"] == kname for k in ("val_accuracy", "test_accuracy")
+                 if c.get(k) is not None]
+        if best:
+            lo, hi = min(best + marks), max(best + marks)
+            ax.set_ylim(lo - 0.15 * (hi - lo) - 0.01, hi + 0.1 * (hi - lo) + 0.005)
+        ax.set_title(f"{kname.upper()}: best over (w_var, b_var); band: their range (clipped)", fontsize=9)
         ax.legend(fontsize=6, loc="lower left")
         _heatmap(axes[1, j], ok, chosen, kname)
     r0 = rows[0]
@@ -83,12 +92,15 @@ def _heatmap(ax, ok, chosen, kname):
         if np.isfinite(v):
             ax.text(k, i, f"{v:.3f}", ha="center", va="center", fontsize=7,
                     color="w" if v < np.nanmean(grid) else "k")
-    ax.plot(ws.index(pick["w_var"]), bs.index(pick["b_var"]), "*", color="r", ms=12, mec="k")
+    from matplotlib.patches import Rectangle
+
+    ax.add_patch(Rectangle((ws.index(pick["w_var"]) - 0.46, bs.index(pick["b_var"]) - 0.46), 0.92, 0.92, fill=False,
+                           ec="r", lw=2.2, zorder=4))
     ax.set_xticks(range(len(ws)), [f"{w:g}" for w in ws])
     ax.set_yticks(range(len(bs)), [f"{b:g}" for b in bs])
     ax.set_xlabel("weight variance w_var")
     ax.set_ylabel("bias variance b_var")
     ax.grid(False)
     ax.set_title(f"{kname.upper()} validation accuracy, {pick['arch']} {pick['activation']}, L = {pick['depth']} "
-                 "(star: chosen)", fontsize=9)
+                 "(red box: chosen)", fontsize=9)
     ax.figure.colorbar(im, ax=ax, label="validation accuracy").ax.set_xlabel("scale", fontsize=6)
