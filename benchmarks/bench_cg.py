@@ -105,7 +105,7 @@ def main(argv=None):
         t0 = time.perf_counter()
         f = (_precondition.pivoted_cholesky(op, min(args.rank, args.n)) if pre == "pivoted_cholesky"
              else _precondition.nystrom(op, min(args.rank, args.n)))
-        _precondition.woodbury(f, noise)
+        _precondition.preconditioner(f, noise)
         out["preconditioner_s"] = time.perf_counter() - t0
         del f
 

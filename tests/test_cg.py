@@ -105,12 +105,18 @@ def test_many_right_hand_sides_equal_one_at_a_time(data):
         assert abs(int(together.iterations[j]) - int(alone.iterations)) <= 0.05 * alone.iterations
 
 
-def test_woodbury_is_the_inverse_of_low_rank_plus_noise():
+def test_preconditioner_inverts_low_rank_plus_noise_lifted_off_its_span():
+    """P = L L^T + noise I + s2_min (I - Q Q^T), Q an orthonormal basis of L's columns (QR here,
+    not the SVD the preconditioner uses), solved densely."""
     rng = np.random.default_rng(2)
-    factor = rng.normal(size=(50, 7)) * np.logspace(0, -6, 7)
+    factor = rng.normal(size=(50, 7)) * np.logspace(0, -1, 7)      # s2_min ~ 0.1 >> noise
     v = rng.normal(size=(50, 3))
-    p = factor @ factor.T + 1e-3 * np.eye(50)
-    np.testing.assert_allclose(_precondition.woodbury(factor, 1e-3).apply(v), np.linalg.solve(p, v), rtol=1e-9)
+    q = np.linalg.qr(factor)[0]
+    s2_min = np.linalg.eigvalsh(factor.T @ factor)[0]
+    p = factor @ factor.T + 1e-3 * np.eye(50) + s2_min * (np.eye(50) - q @ q.T)
+    pre = _precondition.preconditioner(factor, 1e-3)
+    np.testing.assert_allclose(pre.shift, 1e-3 + s2_min, rtol=1e-12)
+    np.testing.assert_allclose(pre.apply(v), np.linalg.solve(p, v), rtol=1e-9)
 
 
 def test_pivoted_cholesky_of_full_rank_reproduces_the_kernel(data):

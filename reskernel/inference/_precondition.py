@@ -1,6 +1,6 @@
-"""Low-rank preconditioners for (K + noise I) x = b: P = L L^T + noise I, applied by Woodbury.
+"""Low-rank preconditioners for (K + noise I) x = b, applied in float64.
 
-Both factors L (n, r) are built from r rows of K, in float64 whatever K's dtype:
+Both factors L (n, r), L L^T ~ K, are built from r rows of K, in float64 whatever K's dtype:
 
   pivoted Cholesky (Harbrecht et al. 2012; GPyTorch, Gardner et al. 2018): the greedy partial
     Cholesky factorization that takes as next pivot the largest diagonal of K - L L^T; r rows,
@@ -8,13 +8,20 @@ Both factors L (n, r) are built from r rows of K, in float64 whatever K's dtype:
   Nystrom (Williams & Seeger 2001; Falkon, Rudi et al. 2017): r landmarks S drawn uniformly,
     K ~ K[:, S] K[S, S]^+ K[S, :]; the r rows in one call.
 
-P^-1 is applied through the thin SVD L = U diag(s) V^T (U orthonormal, n x r):
+With the thin SVD L = U diag(s) V^T (U orthonormal, n x r) and s2 = s^2 (descending), the
+preconditioner is
 
-  P^-1 v = U diag(1 / (s^2 + noise)) U^T v + (v - U U^T v) / noise,
+  P = U diag(s2 + noise) U^T + (s2_min + noise) (I - U U^T),
+  P^-1 v = U diag(1 / (s2 + noise)) U^T v + (v - U U^T v) / (s2_min + noise):
 
-which is the Woodbury identity (noise I + L L^T)^-1 = (I - L (noise I + L^T L)^-1 L^T) / noise
-written in L's singular basis: forming L^T L squares L's condition number, and at noise ~ 1e-6
-of the kernel's scale that loses the digits the preconditioner exists to supply.
+L L^T + noise I, inverted by Woodbury in L's singular basis (forming L^T L would square L's
+condition number), with K's unresolved part taken at the smallest resolved eigenvalue instead
+of 0 (Frangella, Tropp & Udell 2023). The plain Woodbury inverse, 1 / noise on U's complement,
+leaves that part of the spectrum at (mu + noise) / noise; for kernels of high-dimensional data,
+whose unresolved spectrum sits near a floor mu >> noise, that is a cluster 1e5 times above
+the resolved one, and measured here (MNIST-shaped inputs, n = 4000, noise 1e-6 x the mean
+diagonal) it took 49-72 CG steps against 33-34, and up to 2x more on the test kernels at
+noise 1e-6, never more than 12% fewer.
 """
 from __future__ import annotations
 
@@ -22,26 +29,28 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Woodbury", "pivoted_cholesky", "nystrom", "woodbury"]
+__all__ = ["Preconditioner", "pivoted_cholesky", "nystrom", "preconditioner"]
 
 
-class Woodbury(NamedTuple):
-    """P = U diag(s2) U^T + noise I with U (n, r) orthonormal; `apply` gives P^-1 v."""
+class Preconditioner(NamedTuple):
+    """P = U diag(s2 + noise) U^T + shift (I - U U^T), U (n, r) orthonormal; `apply` gives P^-1 v."""
 
     u: np.ndarray
     s2: np.ndarray
     noise: float
+    shift: float
 
     def apply(self, v: np.ndarray) -> np.ndarray:
         v = np.ascontiguousarray(v)
         proj = self.u.T @ v
-        return (v - self.u @ proj) / self.noise + self.u @ (proj / (self.s2 + self.noise)[:, None])
+        return (v - self.u @ proj) / self.shift + self.u @ (proj / (self.s2 + self.noise)[:, None])
 
 
-def woodbury(factor: np.ndarray, noise: float) -> Woodbury:
-    """The preconditioner L L^T + noise I of a factor L (n, r), float64."""
+def preconditioner(factor: np.ndarray, noise: float) -> Preconditioner:
+    """The preconditioner of a factor L (n, r) of K and noise > 0 (module doc), float64."""
     u, s, _ = np.linalg.svd(np.asarray(factor, np.float64), full_matrices=False)
-    return Woodbury(u, s * s, float(noise))
+    s2 = s * s
+    return Preconditioner(u, s2, float(noise), float(noise + (s2[-1] if s2.size else 0.0)))
 
 
 def _floor(op) -> float:

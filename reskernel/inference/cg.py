@@ -15,8 +15,9 @@ that still halves it (at the attainable floor, restarting proved more robust tha
 with the true residual in place of the recursive one). Columns that do not converge are
 reported in the result and by a RuntimeWarning, never returned silently.
 
-Preconditioners: a rank-r pivoted Cholesky or Nystrom factor L of K, P = L L^T + noise I,
-applied by Woodbury in float64 (reskernel.inference._precondition), or none.
+Preconditioners: a rank-r pivoted Cholesky or Nystrom factor L of K, P ~ L L^T + noise I,
+inverted by Woodbury in float64 with K's unresolved part taken at the smallest resolved
+eigenvalue (reskernel.inference._precondition), or none.
 
 References: Hestenes & Stiefel (1952); Gardner et al., GPyTorch (2018); Rudi et al., Falkon
 (2017); Ma & Belkin, EigenPro (2017); Frangella et al., randomized Nystrom PCG (2023).
@@ -284,11 +285,11 @@ def cg_solve(k, b, *, noise: float, tol: float = 1e-8, maxiter: Optional[int] = 
         if rank > n:
             raise ValueError(f"rank must be <= n = {n}, got {rank}")
         if noise == 0:
-            raise ValueError("noise must be > 0 with a preconditioner (P = L L^T + noise I); "
+            raise ValueError("noise must be > 0 with a preconditioner (P ~ L L^T + noise I); "
                              "use preconditioner=None for noise 0")
         factor = (_precondition.pivoted_cholesky(op, rank) if preconditioner == "pivoted_cholesky"
                   else _precondition.nystrom(op, rank, seed=seed))
-        precond, used = _precondition.woodbury(factor, noise), factor.shape[1]
+        precond, used = _precondition.preconditioner(factor, noise), factor.shape[1]
     b2 = rhs.reshape((n, -1))
     x, iters, resid, broken = _pcg(op, b2, noise, precond, tol, maxiter, None if x0 is None else x0.reshape(b2.shape))
     converged = bool((resid <= tol).all())
