@@ -13,6 +13,7 @@ only: numerical ones need concrete inputs for their series).
 """
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -296,6 +297,7 @@ def common_norm(x1, x2=None):
 SPREAD = 2.0 ** -16
 
 
+@functools.lru_cache(maxsize=64)   # warm calls on the same inputs: for tanh ~1 s per call otherwise
 def norm_deviation(arch, trained, reads, q0, lo, hi) -> float:
     """How far the kernels of inputs of squared norms lo and hi are from the table of q0, both
     divided by their squared norm (the tables' pass multiplies by |x| |x'|): the largest
