@@ -145,8 +145,8 @@ def main(argv=None):
         out["solution_rel_diff"] = (np.linalg.norm(res.solution - sol, axis=0) / np.linalg.norm(sol, axis=0)).tolist()
         out["peak_mb_after_direct"] = peak_mb()
         print(f"direct float64 Cholesky solve: {out['direct_s']:.1f} s; predictions differ by at most "
-              f"{max(out['pred_rel_diff']):.2e} (relative, per column), solutions by {max(out['solution_rel_diff']):.2e}; "
-              f"peak {out['peak_mb_after_direct']:.0f} MB")
+              f"{max(out['pred_rel_diff']):.2e} (relative, per column), solutions by "
+              f"{max(out['solution_rel_diff']):.2e}; peak {out['peak_mb_after_direct']:.0f} MB")
     out["total_s"] = time.perf_counter() - t_all
     print(f"total {out['total_s']:.1f} s")
     if args.name:

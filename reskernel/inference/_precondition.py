@@ -23,8 +23,6 @@ the resolved one, and measured here (MNIST-shaped inputs, n = 4000, noise 1e-6 x
 diagonal) it took 49-72 CG steps against 33-34, and up to 2x more on the test kernels at
 noise 1e-6, never more than 12% fewer.
 """
-from __future__ import annotations
-
 from typing import NamedTuple
 
 import numpy as np

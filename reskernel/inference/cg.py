@@ -22,8 +22,6 @@ eigenvalue (reskernel.inference._precondition), or none.
 References: Hestenes & Stiefel (1952); Gardner et al., GPyTorch (2018); Rudi et al., Falkon
 (2017); Ma & Belkin, EigenPro (2017); Frangella et al., randomized Nystrom PCG (2023).
 """
-from __future__ import annotations
-
 import dataclasses
 import math
 import numbers
