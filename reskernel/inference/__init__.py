@@ -9,7 +9,9 @@ the single-label regression of the depth study.
     ens = ntk_ensemble(g, y_train, ntk_test_train, [0, 10, np.inf], nngp_train=..., nngp_test_train=...,
                        nngp_test_test=...)                       # mean (3, m, k), covariance
     p = predict(arch, x_train, y_train, x_test, times=np.inf)   # both, from the arch
+    r = cg_solve(KernelBlocks(arch, x_train), y_train, noise=1e-6)   # kernels too big for one Cholesky
 """
+from . import cg
 from . import ensemble
 from . import gp
 from . import regression
@@ -27,8 +29,11 @@ from .gp import log_marginal_likelihood
 from .gp import optimal_amplitude
 from ._predict import Prediction
 from ._predict import predict
+from .cg import CGResult
+from .cg import KernelBlocks
+from .cg import cg_solve
 
-__all__ = ["CholeskyFactor", "EighFactor", "Gaussian", "ILL_CONDITIONED", "Prediction", "RidgeRegression",
+__all__ = ["CGResult", "KernelBlocks", "cg_solve", "CholeskyFactor", "EighFactor", "Gaussian", "ILL_CONDITIONED", "Prediction", "RidgeRegression",
            "cholesky_factor", "eigh_factor", "gp_posterior", "kernel_ridge", "log_marginal_likelihood",
            "ntk_ensemble", "optimal_amplitude", "predict",
-           "ensemble", "gp", "regression"]   # the modules, for their docs
+           "cg", "ensemble", "gp", "regression"]   # the modules, for their docs
