@@ -13,8 +13,10 @@ interrupted run resumes):
   sweep         all depths 1..100 at n = 1000 vs NT per depth (extrapolated) (~3.5 min)
   empirical     empirical NTK, widths 512..4096, vs NT implementations 1-3    (~4 min)
   regression    float64 Cholesky of the depth-100 ResNet NTK, n = 2000..10000 (~4.5 min)
+  inference     NNGP posterior mean and variances, 3,678 MNIST training vs 10,000 test images,
+                ten outputs, depth-20 FFNet; 50 settings of the selection study   (~5 min)
 then make_results.py rewrites RESULTS.md. Estimates are for an idle 2-core CPU machine
-(neural-tangents' compilations dominate); about 55 minutes in all (activations: an estimate
+(neural-tangents' compilations dominate); about 60 minutes in all (activations: an estimate
 from trials at n <= 300, depth <= 20, not yet timed at full size).
 """
 from __future__ import annotations
@@ -43,6 +45,8 @@ STEPS = [
      [f"{k}/{w}" for k in ("ffnet", "resnet") for w in (512, 1024, 2048, 4096)], 240),
     ("regression", "bench_regression.py", ["--ns", "2000,4000,6000,8000,10000", "--repeats", "3"],
      ["2000", "4000", "6000", "8000", "10000"], 270),
+    ("inference", "bench_inference.py", ["--repeats", "2"],
+     ["posterior", "selection_50_float32", "selection_50_float64"], 300),
 ]
 NT_STEPS = {"analytic", "analytic_n3000", "activations", "sweep", "empirical"}
 
