@@ -27,7 +27,7 @@ def plot_selection(rows, chosen, path) -> Path:
 
     ok = [r for r in rows if r["status"] == "ok" and r["val_accuracy"] is not None]
     kernels = [k for k in KERNEL_ORDER if any(r["kernel"] == k for r in rows)]
-    fig, axes = figure(len(kernels), nrows=2, width=5.2, height=3.9, squeeze=False)
+    fig, axes = figure(len(kernels), nrows=2, width=5.2, height=4.4, squeeze=False)
     lines = sorted({(r["arch"], r["activation"]) for r in rows}, key=lambda t: (t[0] != "ffnet", t))
     colors = {ln: f"C{i % 10}" for i, ln in enumerate(lines)}
     for j, kname in enumerate(kernels):
@@ -67,7 +67,7 @@ def plot_selection(rows, chosen, path) -> Path:
             lo, hi = min(best + marks), max(best + marks)
             ax.set_ylim(lo - 0.15 * (hi - lo) - 0.01, hi + 0.1 * (hi - lo) + 0.005)
         ax.set_title(f"{kname.upper()}: best over (w_var, b_var); band: their range (clipped)", fontsize=9)
-        ax.legend(fontsize=6, loc="lower left")
+        ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3)
         _heatmap(axes[1, j], ok, chosen, kname)
     r0 = rows[0]
     fig.suptitle(f"{r0['dataset']}: model selection on {r0['n_val']} validation images "
