@@ -84,7 +84,8 @@ def test_choice_is_the_argmax_of_the_validation_scores(base):
             sel = sorted(sel, key=order)
             if crit == "val_accuracy":
                 # lexsort: last key primary; -index keeps the first of equals
-                i = np.lexsort((-np.arange(len(sel)), [-r["val_mse"] for r in sel], [r["val_accuracy"] for r in sel]))[-1]
+                keys = (-np.arange(len(sel)), [-r["val_mse"] for r in sel], [r["val_accuracy"] for r in sel])
+                i = np.lexsort(keys)[-1]
             else:
                 i = int(np.argmax([r["lml"] for r in sel]))
             expected[(crit, scope)] = _model(sel[i])
@@ -95,7 +96,9 @@ def test_choice_is_the_argmax_of_the_validation_scores(base):
         assert 0 <= c["test_accuracy"] <= 1 and c["n_test"] == 100
     meta = json.loads(base["json"][0].read_text())["meta"]
     (run,) = meta["runs"].values()
-    assert run["library"]["reskernel"] == rk.__version__ and run["data"]["splits"]["val"]["n"] == 50
+    (lib,) = run["written_by"]
+    assert lib["reskernel"] == rk.__version__ and lib == dict(base["library"], utc=lib["utc"])
+    assert run["data"]["splits"]["val"]["n"] == 50
     assert base["pngs"] and base["pngs"][0].stat().st_size > 1000
 
 
@@ -171,9 +174,10 @@ def test_cli_small_and_lee2018(tmp_path):
 @pytest.mark.parametrize("args, option", [
     (["--n-train", "15"], "--n-train"), (["--n-val", "0"], "--n-val"), (["--n-test", "many"], "--n-test"),
     (["--seed", "-1"], "--seed"), (["--w-vars", "0"], "--w-vars"), (["--b-vars", "-1"], "--b-vars"),
-    (["--archs", "mlp"], "--archs"), (["--activations", "softsign"], "--activations"), (["--depths", "0"], "--depths"),
-    (["--kernel", "rbf"], "--kernel"), (["--criteria", "best"], "--criteria"), (["--precision", "float16"], "--precision"),
-    (["--dataset", "mnist2"], "--dataset"), (["--noise", "-1"], "--noise"), (["--lee2018", "--w-vars", "1"], "--w-vars"),
+    (["--archs", "mlp"], "--archs"), (["--activations", "softsign"], "--activations"),
+    (["--depths", "0"], "--depths"), (["--kernel", "rbf"], "--kernel"), (["--criteria", "best"], "--criteria"),
+    (["--precision", "float16"], "--precision"), (["--dataset", "mnist2"], "--dataset"), (["--noise", "-1"], "--noise"),
+    (["--lee2018", "--w-vars", "1"], "--w-vars"),
 ])
 def test_cli_bad_options_are_usage_errors(tmp_path, args, option):
     res = CliRunner().invoke(main, ["select", *args, "--out", str(tmp_path / "o")])

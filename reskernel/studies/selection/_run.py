@@ -15,6 +15,7 @@ import json
 import math
 import numbers
 import subprocess
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -83,12 +84,18 @@ def _splits(ds):
                  for s in ("train", "val", "test"))
 
 
-def _meta(table, ds, settings) -> dict:
-    """META with this run's library and data records added beside those of other settings."""
+def _meta(table, ds, settings, library) -> dict:
+    """META with the records of every settings' data and of the libraries of the runs that wrote
+    rows: runs[settings] = {"data", "written_by": [library records, a new one only when it differs
+    from the last, with the UTC time of its first write]}."""
     doc = read_document(table.json, {"meta": dict}) or {}
     meta = dict(META, **{k: v for k, v in doc.get("meta", {}).items() if k not in META})
     runs = dict(meta.get("runs", {}))
-    runs[json.dumps(settings, sort_keys=True)] = {"library": library_info(), "data": ds.meta}
+    key = json.dumps(settings, sort_keys=True)
+    written = list(runs.get(key, {}).get("written_by", []))
+    if not written or {k: v for k, v in written[-1].items() if k != "utc"} != library:
+        written.append(dict(library, utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
+    runs[key] = {"data": ds.meta, "written_by": written}
     meta["runs"] = runs
     return meta
 
@@ -125,7 +132,8 @@ def study(dataset: str = "mnist", *, n_train: int = 1000, n_val: int = 1000, n_t
       batch_size: test points per kernel call.
       out: the result folder.
     Returns:
-      {"rows" (this grid's rows), "chosen", "test_rows", "data_meta", "library", "json", "pngs",
+      {"rows" (this grid's rows), "chosen", "test_rows", "data_meta", "library" (this run's
+       library_info; the result files' meta keep the record of each run that wrote rows), "json", "pngs",
        "computed" (grid points computed now), "resumed", "evaluated" (models tested now)}.
     """
     from tqdm.auto import tqdm
@@ -147,7 +155,8 @@ def study(dataset: str = "mnist", *, n_train: int = 1000, n_val: int = 1000, n_t
     settings = {"dataset": dataset, "n_train": ds.n_train, "n_val": ds.n_val, "seed": seed, "noise": noise,
                 "trained": trained, "precision": precision}
     table = Table(out, f"selection_{dataset}_grid", GRID_KEYS)
-    meta = _meta(table, ds, settings)
+    library = library_info()
+    meta = _meta(table, ds, settings, library)
     points = [(a, act, w, b) for a in grid["archs"] for act in grid["activations"] for w in grid["w_vars"]
               for b in grid["b_vars"]]
 
@@ -182,7 +191,7 @@ def study(dataset: str = "mnist", *, n_train: int = 1000, n_val: int = 1000, n_t
     if todo:
         new = evaluate(todo, train, val, test, precision=precision, trained=trained, noise=noise, dim=dim,
                        batch_size=batch_size, progress=progress)
-        test_table.merge([dict(test_base, **r) for r in new], _meta(test_table, ds, test_base))
+        test_table.merge([dict(test_base, **r) for r in new], _meta(test_table, ds, test_base, library))
     tested = {model_of(r): r for r in test_table.read() if all(r.get(k) == v for k, v in test_base.items())}
     grid_id = _grid_id(grid)
     chosen_rows = []
@@ -192,14 +201,14 @@ def study(dataset: str = "mnist", *, n_train: int = 1000, n_val: int = 1000, n_t
                                 **{k: t.get(k) for k in ("test_accuracy", "test_mse", "val_accuracy_check",
                                                          "status")}))
     chosen_table = Table(out, f"selection_{dataset}_chosen", CHOSEN_KEYS)
-    chosen_table.merge(chosen_rows, _meta(chosen_table, ds, test_base))
+    chosen_table.merge(chosen_rows, _meta(chosen_table, ds, test_base, library))
     pngs = []
     if plot and rows:
         from ._plots import plot_selection
 
         pngs = [plot_selection(rows, chosen_rows, out / f"selection_{dataset}.png")]
     return {"rows": rows, "chosen": chosen_rows, "test_rows": [tested[m] for m in models if m in tested],
-            "data_meta": ds.meta, "library": meta["runs"][json.dumps(settings, sort_keys=True)]["library"],
+            "data_meta": ds.meta, "library": library,
             "json": [table.json, test_table.json, chosen_table.json], "pngs": pngs, "computed": computed,
             "resumed": resumed, "evaluated": todo}
 
@@ -239,5 +248,5 @@ def lee2018(dataset: str = "mnist", *, n_train: int = 1000, n_test: Optional[int
     row = dict(key, **{k: v for k, v in row.items() if k not in key}, published=spec.published,
                difference=None if row["test_accuracy"] is None else row["test_accuracy"] - spec.published,
                test_files_note=note)
-    table.merge([row], _meta(table, ds, key))
+    table.merge([row], _meta(table, ds, key, library_info()))
     return {"row": row, "json": table.json, "resumed": False}
