@@ -46,7 +46,7 @@ def depth_table(rows) -> str:
     failed = [r for r in rows if r["status"] != "ok"]
     if failed:
         lines.append(f"\n{len(failed)} model(s) without a score (see their status), e.g. {model_name(failed[0])}: "
-                     f"{failed[0]['status'][:120]}")
+                     f"{failed[0]['status']}")
     return "\n".join(lines)
 
 
