@@ -1,7 +1,8 @@
 """`reskernel select`: the model-selection study, or Lee et al. 2018's Table 1 models
 (--lee2018), from the command line. The defaults are the study of docs/results/model_selection.md
-(1,000 training and 1,000 validation images, 432 grid models per data set); --small fills every
-option not given with sizes that run in well under a minute."""
+(1,000 training and 1,000 validation images, 72 grid points and 864 models per data set: ~16 min on
+the shared 2-core machine); --small fills every option not given with sizes that run in well under a
+minute."""
 from pathlib import Path
 
 import click
@@ -69,8 +70,9 @@ def _opt_list(allowed, name):
                    "20-1.45-0.28, CIFAR-10 7-1.28-0.00) on 1,000 training images (the first 100 of each class in file "
                    "order) and every test image, beside the published accuracy.")
 @click.option("--small", is_flag=True,
-              help="Small sizes for every option not given (100 train / 100 validation / 500 test images, a 2 x 2 "
-                   "grid; --lee2018: 1,000 test images): well under a minute.")
+              help="Small sizes for every option not given: 100 train / 100 validation / 500 test images, 4 grid "
+                   "points (ffnet and resnet:1, relu, w_var 1.5 and 2, b_var 0.1) at depths 1, 3, 10; with "
+                   "--lee2018, 1,000 test images. Well under a minute.")
 @click.option("--n-train", default="1000", show_default=True, callback=_checked(_tens("--n-train")),
               help="Training images, a multiple of 10 (balanced: n / 10 of each class).")
 @click.option("--n-val", default="1000", show_default=True, callback=_checked(_tens("--n-val")),
