@@ -1,9 +1,11 @@
 """Studies that use the library's public API: the depth study (kernel regression vs depth),
 finite-width sweeps, Hanin & Rolnick's activation lengths, De & Smith's and Bernstein et al.'s
-training studies, and Liu et al.'s shortcut ConvNet. Each is imported on first use."""
+training studies, Liu et al.'s shortcut ConvNet, the phase diagram of signal propagation, model
+selection on ten-class data (Lee et al. 2018's Table 1) and the calibration of GP and NTK-ensemble
+uncertainties. Each is imported on first use."""
 import importlib
 
-__all__ = ["depth_study", "lengths", "shortcut", "sweeps", "training"]
+__all__ = ["depth_study", "lengths", "phases", "selection", "shortcut", "sweeps", "training", "uncertainty"]
 
 
 def __getattr__(name):
