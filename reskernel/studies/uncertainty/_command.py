@@ -89,7 +89,8 @@ def _help(text, key):
 @click.option("--out", default="results/uncertainty", show_default=True, type=click.Path(file_okay=False),
               callback=out_dir_callback, help="Folder for calibration.json/.csv, spread.json/.csv, nets/ and the "
               "figures; reruns resume there.")
-@click.option("--plot/--no-plot", default=True, show_default=True, help="Write the figures.")
+@click.option("--plot/--no-plot", default=True, show_default=True,
+              help="Write the figures (spread.png shows every width stored in --out for these settings).")
 @click.option("--small", is_flag=True, help="A quick run (under a minute on 2 CPU cores): MNIST, tiny subsets, "
               "3-layer kernels, width-128 nets.")
 def uncertainty_command(parts, datasets, cal_archs, w_var, b_var, activation, n_train, n_test, noise, bins,
@@ -131,13 +132,13 @@ def uncertainty_command(parts, datasets, cal_archs, w_var, b_var, activation, n_
             res = spread_study(o["spread_dataset"], spr, n_train=o["spread_n_train"], n_test=o["spread_n_test"],
                                widths=ws, seeds=o["seeds"], steps=st, lr_factor=lr_factor, trained=trained,
                                chunk=o["chunk"], **common)
-            click.echo(spread_table(res["rows"]))
+            click.echo(spread_table(res["stored"]))
             click.echo(f"spread: {len(res['computed'])} batch(es) of seeds trained, {len(res['resumed'])} resumed "
                        f"from {Path(out) / 'nets'}")
             if plot and res["rows"]:
                 from ._plots import plot_spread, plot_spread_points
 
-                pngs += [plot_spread(res["rows"], out), plot_spread_points(res["arrays"], out)]
+                pngs += [plot_spread(res["stored"], out), plot_spread_points(res["arrays"], out)]
     except (ValueError, TypeError, OSError) as e:
         raise click.ClickException(str(e)) from None
     if pngs:

@@ -7,6 +7,18 @@ import numpy as np
 __all__ = ["plot_calibration", "plot_spread", "plot_spread_points"]
 
 
+def _loglog(ax, x=True, y=True):
+    """Log axes labelled at 1, 2, 5 x 10^n in plain numbers (matplotlib's minor labels overlap)."""
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+
+    for on, axis, scale in ((x, ax.xaxis, ax.set_xscale), (y, ax.yaxis, ax.set_yscale)):
+        if on:
+            scale("log")
+            axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            axis.set_major_formatter(FormatStrFormatter("%g"))
+            axis.set_minor_formatter(NullFormatter())
+
+
 def plot_calibration(rows, out) -> str:
     """One panel per (dataset, arch): the bins' mean realized squared error (+- 1 standard error)
     against their mean predicted variance, log-log, with the line of perfect calibration; the
@@ -14,12 +26,15 @@ def plot_calibration(rows, out) -> str:
     from ...plotting import figure, save
 
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
-    archs = list(dict.fromkeys(r["arch"] for r in rows))
+    several = len({(r["w_var"], r["b_var"], r["activation"]) for r in rows}) > 1
+    label = (lambda r: f"{r['arch']} {r['activation']} {r['w_var']:g}/{r['b_var']:g}") if several else \
+        (lambda r: r["arch"])
+    archs = list(dict.fromkeys(label(r) for r in rows))
     fig, axes = figure(len(archs), nrows=len(datasets), width=4.2, height=3.6, squeeze=False)
     for i, dataset in enumerate(datasets):
         for j, arch in enumerate(archs):
             ax = axes[i, j]
-            sel = [r for r in rows if r["dataset"] == dataset and r["arch"] == arch]
+            sel = [r for r in rows if r["dataset"] == dataset and label(r) == arch]
             if not sel:
                 ax.set_visible(False)
                 continue
@@ -28,8 +43,7 @@ def plot_calibration(rows, out) -> str:
             lo, hi = min(p.min(), e.min()) * 0.7, max(p.max(), e.max()) * 1.4
             ax.plot([lo, hi], [lo, hi], "k--", lw=0.8, label="calibrated (realized = predicted)")
             ax.errorbar(p, e, yerr=se, fmt="o", color="tab:blue", ms=4, capsize=2, label="bin mean +- 1 s.e.")
-            ax.set_xscale("log")
-            ax.set_yscale("log")
+            _loglog(ax)
             ax.set_xlabel("predicted variance s (sigma^2 + noise)")
             ax.set_ylabel("realized squared error (mean over 10 outputs)")
             ax.set_title(f"{dataset}, {arch}: n_train {r['n_train']}, n_test {r['n_test']}", fontsize=9)
@@ -44,8 +58,9 @@ def plot_calibration(rows, out) -> str:
             acc.grid(False)
             if i == 0 and j == 0:
                 ax.legend(fontsize=6, loc="lower right")
-    fig.suptitle(f"NNGP posterior: predicted variance vs realized squared error, {rows[0]['bins']} quantile bins",
-                 fontsize=10)
+    fig.suptitle(f"NNGP posterior: predicted variance vs realized squared error in quantile bins"
+                 + ("" if several else f" (w_var {rows[0]['w_var']:g}, b_var {rows[0]['b_var']:g}, "
+                                       f"{rows[0]['activation']})"), fontsize=10)
     return str(save(fig, Path(out) / "calibration.png"))
 
 
@@ -84,7 +99,7 @@ def plot_spread(rows, out) -> str:
             axes[2, j].plot(t, [r["z_rms"] for r in sel], "o-", color=c, ms=3, label=f"width {w}")
         axes[1, j].axhline(1.0, color="k", lw=0.8)
         axes[2, j].axhline(1.0, color="k", lw=0.8, ls="--", label="agreement (t distribution: ~1)")
-        axes[0, j].set_yscale("log")
+        _loglog(axes[0, j], x=False)
         axes[0, j].set_ylabel("variance of a test output")
         axes[1, j].set_ylabel("measured / predicted variance")
         axes[2, j].set_ylabel("rms z of the mean")
@@ -123,8 +138,7 @@ def plot_spread_points(arrays, out) -> str:
         lo = min(var.min(), f.var(0, ddof=1).mean(-1).min()) * 0.8
         hi = max(var.max(), f.var(0, ddof=1).mean(-1).max()) * 1.25
         ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+        _loglog(ax)
         ax.set_xlabel("predicted variance")
         ax.set_ylabel("sample variance (pooled over outputs)")
         ax.set_title(f"{key[0]}, width {key[1]}: each test point", fontsize=9)

@@ -222,7 +222,8 @@ def spread_study(dataset: str = "mnist", archs=("ffnet:3", "resnet:3:0.5"), *, w
                  data_dir=None, progress: bool = True) -> dict:
     """Run (or resume) the NTK ensemble against trained networks.
 
-    Returns {"rows", "json", "csv", "computed" (batches of seeds trained now), "resumed" (found),
+    Returns {"rows" (this run's), "stored" (every stored row of these settings and archs, also of
+    other widths), "json", "csv", "computed" (batches of seeds trained now), "resumed" (found),
     "arrays": {(arch, width): {"ensemble": ensemble_unit(...), "outputs": (S, T, m, k),
     "labels": (m,)}}} for plots.
     """
@@ -272,10 +273,13 @@ def spread_study(dataset: str = "mnist", archs=("ffnet:3", "resnet:3:0.5"), *, w
     for spec in archs:
         for width in widths:
             ens = ensembles[spec]
-            files = [np.load(net_file(spec, width, a, b)) for a, b in batches]
-            outputs = np.concatenate([f["outputs"] for f in files])
-            net_loss = np.concatenate([f["train_loss"] for f in files])
-            train_s = float(sum(float(f["seconds"]) for f in files))
+            parts = []
+            for a, b in batches:
+                with np.load(net_file(spec, width, a, b)) as f:
+                    parts.append((f["outputs"], f["train_loss"], float(f["seconds"])))
+            outputs = np.concatenate([p[0] for p in parts])
+            net_loss = np.concatenate([p[1] for p in parts])
+            train_s = sum(p[2] for p in parts)
             arrays[(str(spec), width)] = {"ensemble": ens, "outputs": outputs, "labels": ds.labels_test}
             stats = compare_spread(ens["mean"], ens["variance"], outputs)
             net_acc = np.mean(np.argmax(outputs, -1) == ds.labels_test, axis=-1)          # (S, T)
@@ -289,7 +293,9 @@ def spread_study(dataset: str = "mnist", archs=("ffnet:3", "resnet:3:0.5"), *, w
                                  ensemble_train_loss=float(ens["train_loss"][t]),
                                  nets_train_loss=float(net_loss[:, t].mean()), train_s=round(train_s, 1),
                                  **stats[t]))
-    table.merge(rows, _merge_meta(table, SPREAD_META, {dataset: ds.meta}))
-    return {"rows": rows, "json": table.json, "csv": table.csv, "computed": computed, "resumed": resumed,
-            "arrays": arrays}
+    stored = table.merge(rows, _merge_meta(table, SPREAD_META, {dataset: ds.meta}))
+    same = {k: v for k, v in settings(archs[0]).items() if k in SPREAD_KEYS and k not in ("arch", "width", "step")}
+    stored = [r for r in stored if r["arch"] in {str(a) for a in archs} and all(r[k] == v for k, v in same.items())]
+    return {"rows": rows, "stored": stored, "json": table.json, "csv": table.csv, "computed": computed,
+            "resumed": resumed, "arrays": arrays}
 
