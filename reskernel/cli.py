@@ -31,6 +31,8 @@ _COMMANDS = {
                  "Success rate of gradient descent with and without the shortcut (Liu et al. 2019)."),
     "skipinit": ("reskernel.studies.training.commands", "skipinit_command",
                  "Batch norm and SkipInit: forward statistics and trainability of deep ResNets (De & Smith 2020)."),
+    "uncertainty": ("reskernel.studies.uncertainty", "uncertainty_command",
+                    "Do the GP's and the NTK ensemble's uncertainties mean something? Calibration, and trained nets."),
     "sweep": ("reskernel.studies.sweeps", "sweep_command",
               "Empirical NNGP/NTK vs analytic kernels over widths, depths, architectures and seeds."),
 }

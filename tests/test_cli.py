@@ -33,7 +33,7 @@ def test_commands_registered():
     assert {"demo", "lengths", "shortcut", "regress", "sweep", "skipinit", "fromage"} <= set(main.list_commands(ctx))
 
 
-COMMANDS = {"demo", "lengths", "shortcut", "regress", "sweep", "skipinit", "fromage", "phases", "select"}
+COMMANDS = {"demo", "lengths", "shortcut", "regress", "sweep", "skipinit", "fromage", "phases", "select", "uncertainty"}
 
 
 def _run(args):
