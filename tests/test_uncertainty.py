@@ -232,6 +232,7 @@ def test_small_command_writes_its_files_and_resumes(tmp_path):
     assert "1 batch(es) of seeds trained, 1 resumed" in third.output, third.output
     assert_close(np.load(nets[-1])["outputs"], before, rtol=1e-6, atol=1e-6)
     # bad options are usage errors naming the option
-    for bad in (["--cal-archs", "mlp:2"], ["--widths", "0"], ["--parts", "nope"], ["--lr-factor", "2"]):
+    for bad in (["--cal-archs", "mlp:2"], ["--widths", "0"], ["--parts", "nope"], ["--lr-factor", "2"],
+                ["--activation", "swish"]):
         res = CliRunner().invoke(unc.uncertainty_command, [*bad, "--out", str(tmp_path / "x")])
         assert res.exit_code == 2 and bad[0] in res.output, res.output

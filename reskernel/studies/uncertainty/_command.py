@@ -113,6 +113,11 @@ def uncertainty_command(parts, datasets, cal_archs, w_var, b_var, activation, n_
         spr = [parse_arch(a) for a in o["spread_archs"].split(",")]
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="'--spread-archs'") from None
+    from ...core.activations import NAMES
+
+    if activation not in NAMES:
+        raise click.BadParameter(f"choose among {', '.join(sorted(NAMES))}, got {activation!r}",
+                                 param_hint="'--activation'")
     ws = _ints(o["widths"], "'--widths'", 1)
     st = sorted(set(_ints(o["steps"], "'--steps'", 0)))
     common = dict(w_var=w_var, b_var=b_var, activation=activation, data_seed=data_seed, out=out, data_dir=data_dir)

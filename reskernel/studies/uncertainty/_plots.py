@@ -46,70 +46,74 @@ def plot_calibration(rows, out) -> str:
             _loglog(ax)
             ax.set_xlabel("predicted variance s (sigma^2 + noise)")
             ax.set_ylabel("realized squared error (mean over 10 outputs)")
-            ax.set_title(f"{dataset}, {arch}: n_train {r['n_train']}, n_test {r['n_test']}", fontsize=9)
-            ax.text(0.03, 0.97, f"ratio {r['ratio']:.2f}, log-slope {r['log_slope']:.2f}\n"
-                    f"corr (points) {r['pearson']:.2f}, within 2 s.e. {r['within_2se']:.0%}\n"
-                    f"test accuracy {r['accuracy']:.3f}", transform=ax.transAxes, va="top", fontsize=7)
+            ax.set_title(f"{dataset}, {arch}: n_train {r['n_train']}, n_test {r['n_test']}, accuracy {r['accuracy']:.3f}\n"
+                         f"ratio {r['ratio']:.2f}, log-slope {r['log_slope']:.2f}, corr {r['pearson']:.2f}, "
+                         f"within 2 s.e. {r['within_2se']:.0%}", fontsize=8)
             acc = ax.twinx()
             acc.plot(p, r["bin_accuracy"], "s:", color="tab:green", ms=3, label="bin test accuracy")
             acc.set_ylim(0, 1.05)
             acc.set_ylabel("bin test accuracy", color="tab:green")
             acc.set_xlabel(ax.get_xlabel())
             acc.grid(False)
-            if i == 0 and j == 0:
-                ax.legend(fontsize=6, loc="lower right")
-    fig.suptitle(f"NNGP posterior: predicted variance vs realized squared error in quantile bins"
+
+    fig.suptitle(f"NNGP posterior: realized squared error (blue, bin mean +- 1 s.e.) vs predicted variance in quantile "
+                 f"bins\ndashed: calibrated; green: the bins' test accuracy"
                  + ("" if several else f" (w_var {rows[0]['w_var']:g}, b_var {rows[0]['b_var']:g}, "
                                        f"{rows[0]['activation']})"), fontsize=10)
     return str(save(fig, Path(out) / "calibration.png"))
 
 
-def _steps_axis(ax):
+def _steps_axis(ax, last):
     ax.set_xscale("symlog", linthresh=1.0, linscale=0.5)
+    ax.set_xlim(-0.2, last * 1.5)
     ax.set_xlabel("gradient-descent step t")
 
 
 def plot_spread(rows, out) -> str:
     """Per arch (columns): (1) mean variance of the test outputs over training, predicted by the
     NTK ensemble (line) and measured over seeds (markers, one colour per width); (2) the
-    networks' variance over the predicted one, median over points, with the 95% sampling
-    interval of one point's ratio (band); (3) the rms z-score of the networks' mean against the
-    predicted mean (1 when they agree)."""
+    networks' mean variance over the predicted one with its 95% bootstrap interval over seeds;
+    (3) the rms z-score of the networks' mean against the predicted mean, beside its expectation
+    when the means agree (sqrt((S - 1) / (S - 3)) for S seeds: z is Student's t)."""
     from ...plotting import figure, save
 
     archs = list(dict.fromkeys(r["arch"] for r in rows))
     widths = sorted({r["width"] for r in rows})
     colors = dict(zip(widths, ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"] * 4))
+    last = max(r["step"] for r in rows)
     fig, axes = figure(len(archs), nrows=3, width=4.2, height=3.0, squeeze=False)
     for j, arch in enumerate(archs):
-        for w in widths:
+        for i, w in enumerate(widths):
             sel = sorted((r for r in rows if r["arch"] == arch and r["width"] == w), key=lambda r: r["step"])
             if not sel:
                 continue
-            t = [r["step"] for r in sel]
-            c = colors[w]
+            t = np.array([r["step"] for r in sel], dtype=float)
+            c, seeds = colors[w], sel[0]["seeds"]
             if w == widths[0]:
                 axes[0, j].plot(t, [r["var_pred"] for r in sel], "k-", lw=1.5, label="NTK ensemble (predicted)")
             axes[0, j].plot(t, [r["var_sample"] for r in sel], "o", color=c, ms=4,
-                            label=f"width {w}, {sel[0]['seeds']} nets (measured)")
-            axes[1, j].fill_between(t, [r["ratio_low"] for r in sel], [r["ratio_high"] for r in sel], color=c,
-                                    alpha=0.15, lw=0, label=f"95% interval of one point's ratio ({sel[0]['seeds']} nets)")
-            axes[1, j].plot(t, [r["ratio_median"] for r in sel], "o-", color=c, ms=3, label=f"median over points, width {w}")
-            axes[1, j].plot(t, [r["var_ratio"] for r in sel], "x", color=c, ms=5, label="ratio of the mean variances")
+                            label=f"width {w}, {seeds} nets (measured)")
+            ratio = np.array([r["var_ratio"] for r in sel])
+            err = [ratio - [r["var_ratio_low"] for r in sel], [r["var_ratio_high"] for r in sel] - ratio]
+            shift = 1.0 + 0.06 * (i - (len(widths) - 1) / 2)          # side by side on the log axis
+            axes[1, j].errorbar(np.where(t > 0, t * shift, t + 0.05 * (shift - 1) / 0.06), ratio, yerr=err, fmt="o-",
+                                color=c, ms=3, lw=1, capsize=2, label=f"width {w}, {seeds} nets")
             axes[2, j].plot(t, [r["z_rms"] for r in sel], "o-", color=c, ms=3, label=f"width {w}")
+            axes[2, j].axhline(np.sqrt((seeds - 1) / (seeds - 3)) if seeds > 3 else np.nan, color=c, lw=0.8, ls=":",
+                               label=f"expected if the means agree ({seeds} nets)")
         axes[1, j].axhline(1.0, color="k", lw=0.8)
-        axes[2, j].axhline(1.0, color="k", lw=0.8, ls="--", label="agreement (t distribution: ~1)")
         _loglog(axes[0, j], x=False)
         axes[0, j].set_ylabel("variance of a test output")
         axes[1, j].set_ylabel("measured / predicted variance")
         axes[2, j].set_ylabel("rms z of the mean")
         r0 = next(r for r in rows if r["arch"] == arch)
-        axes[0, j].set_title(f"{arch}, {r0['dataset']} n={r0['n_train']}, lr={r0['lr']:.3g} (={r0['lr_factor']:g}/lambda_max)",
-                             fontsize=8)
+        axes[0, j].set_title(f"{arch}, {r0['dataset']} n={r0['n_train']}, lr={r0['lr']:.3g} "
+                             f"(={r0['lr_factor']:g}/lambda_max)", fontsize=8)
         for i in range(3):
-            _steps_axis(axes[i, j])
+            _steps_axis(axes[i, j], last)
             axes[i, j].legend(fontsize=6)
-    fig.suptitle("NTK ensemble vs trained finite networks: spread of the test outputs over seeds", fontsize=10)
+    fig.suptitle("NTK ensemble vs trained finite networks: spread of the test outputs over seeds "
+                 "(bars: 95% bootstrap over seeds)", fontsize=10)
     return str(save(fig, Path(out) / "spread.png"))
 
 
