@@ -7,6 +7,7 @@ Every command's --out folder is checked while the options are parsed, before any
 from __future__ import annotations
 
 import importlib
+import math
 from pathlib import Path
 
 import click
@@ -92,6 +93,15 @@ class LazyGroup(click.Group):
 @click.version_option(__version__, "--version", prog_name="reskernel")
 def main():
     """reskernel: infinite-width kernels of deep feedforward nets and ResNets."""
+
+
+def finite(ctx, param, value):
+    """A click callback refusing nan and inf (click's FloatRange lets them through), for a float
+    option or a repeatable one (a tuple)."""
+    bad = [v for v in (value if isinstance(value, tuple) else (value,)) if v is not None and not math.isfinite(v)]
+    if bad:
+        raise click.BadParameter(f"must be a finite number, got {bad[0]}")
+    return value
 
 
 def comma_ints(name, *, unique=False):

@@ -3,7 +3,6 @@ resumable result table (lengths.json and its CSV view) and a PNG, and the `reske
 command."""
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -104,12 +103,7 @@ def study(out, *, width: int = 64, depth: int = 50, seeds: int = 1000, b: float 
 def _lengths_command():
     import click
 
-    def finite(ctx, param, value):
-        """Refuse nan and inf (click's FloatRange lets them through)."""
-        bad = [v for v in (value if isinstance(value, tuple) else (value,)) if not math.isfinite(v)]
-        if bad:
-            raise click.BadParameter(f"must be a finite number, got {bad[0]}")
-        return value
+    from ...cli import finite
 
     @click.command("lengths", context_settings={"help_option_names": ["-h", "--help"]})
     @click.option("--out", default="results/lengths", show_default=True, type=click.Path(file_okay=False),

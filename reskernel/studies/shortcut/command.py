@@ -1,22 +1,16 @@
 """`reskernel shortcut`: the success-rate study of Liu et al. (2019) vs Du et al. (2018)."""
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import click
+
+from ...cli import finite
 
 __all__ = ["shortcut_command"]
 
 _SMALL = dict(patch_dims=(4, 16), patches=(4, 16), runs=100, steps=2000, warmup_steps=500)
 _FULL = dict(patch_dims=(4, 8, 16, 32), patches=(4, 8, 16, 32), runs=200, steps=4000, warmup_steps=1000)
-
-
-def _finite(ctx, param, value):
-    """Refuse nan and inf (click's FloatRange lets them through)."""
-    if value is not None and not math.isfinite(value):
-        raise click.BadParameter(f"must be a finite number, got {value}")
-    return value
 
 
 @click.command("shortcut", context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,15 +23,15 @@ def _finite(ctx, param, value):
 @click.option("--steps", type=click.IntRange(min=1), default=None,
               help="Gradient-descent steps, >= 1. [default: 4000; --small: 2000]")
 @click.option("--lr", type=click.FloatRange(min=0.0, min_open=True), default=0.1, show_default=True,
-              callback=_finite, help="Step size of both layers, > 0.")
+              callback=finite, help="Step size of both layers, > 0.")
 @click.option("--warmup-steps", type=click.IntRange(min=0), default=None,
               help="Steps of the first-layer warm-up, from 0 to --steps. [default: 1000; --small: 500]")
 @click.option("--warmup-factor", type=click.FloatRange(min=0.0, max=1.0, min_open=True), default=0.1,
-              show_default=True, callback=_finite,
+              show_default=True, callback=finite,
               help="First-layer step size during the warm-up, as a fraction of --lr, in (0, 1].")
 @click.option("--teacher-norm", type=click.FloatRange(min=0.0, min_open=True), default=1.0, show_default=True,
-              callback=_finite, help="|a*| of the teachers, > 0.")
-@click.option("--a-init-scale", type=click.FloatRange(min=0.0), default=1.0, show_default=True, callback=_finite,
+              callback=finite, help="|a*| of the teachers, > 0.")
+@click.option("--a-init-scale", type=click.FloatRange(min=0.0), default=1.0, show_default=True, callback=finite,
               help="a_0 uniform in the ball of radius this times |1.a*|/sqrt(k) (Du et al. at 1), >= 0.")
 @click.option("--seed", type=click.IntRange(min=0, max=2**31 - 1), default=0, show_default=True,
               help="Seed of the teachers and initializations (the same ones for every variant at a (p, k)), >= 0.")

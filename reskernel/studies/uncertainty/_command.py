@@ -2,11 +2,11 @@
 predicted variance against realized errors (calibration), and the NTK ensemble's predicted
 spread against networks actually trained from many seeds (spread). docs/results/uncertainty.md
 gives the full study's commands and results."""
-import math
 from pathlib import Path
 
 import click
 
+from ...cli import finite
 from .._store import out_dir_callback
 
 __all__ = ["uncertainty_command", "calibration_table", "spread_table"]
@@ -29,12 +29,6 @@ def _ints(text, name, low):
     return values
 
 
-def _finite(ctx, param, value):
-    if value is not None and not math.isfinite(value):
-        raise click.BadParameter(f"must be a finite number, got {value}")
-    return value
-
-
 def _names(text, allowed, name):
     items = [v.strip() for v in str(text).split(",") if v.strip()]
     bad = [v for v in items if v not in allowed]
@@ -54,15 +48,15 @@ def _help(text, key):
 @click.option("--cal-archs", default=None,
               help=_help("Calibration: archs 'ffnet:DEPTH' or 'resnet:DEPTH:GAMMA' (alpha = DEPTH^-GAMMA).", "cal_archs"))
 @click.option("--w-var", default=1.45, show_default=True, type=click.FloatRange(min=0.0, min_open=True),
-              callback=_finite, help="Weight variance sigma_w^2 of every arch; in_var = w_var / d (Lee et al. 2018).")
-@click.option("--b-var", default=0.28, show_default=True, type=click.FloatRange(min=0.0), callback=_finite,
+              callback=finite, help="Weight variance sigma_w^2 of every arch; in_var = w_var / d (Lee et al. 2018).")
+@click.option("--b-var", default=0.28, show_default=True, type=click.FloatRange(min=0.0), callback=finite,
               help="Bias variance sigma_b^2 of every arch.")
 @click.option("--activation", default="relu", show_default=True, help="Activation name (reskernel.activations).")
 @click.option("--n-train", default=None, type=click.IntRange(min=10),
               help=_help("Calibration: training images (a multiple of 10, balanced).", "n_train"))
 @click.option("--n-test", default=None, type=click.IntRange(min=0),
               help=_help("Calibration: test images per data set (a multiple of 10; 0: every test image).", "n_test"))
-@click.option("--noise", default=1e-6, show_default=True, type=click.FloatRange(min=0.0), callback=_finite,
+@click.option("--noise", default=1e-6, show_default=True, type=click.FloatRange(min=0.0), callback=finite,
               help="Calibration: observation-noise variance relative to the training NNGP's mean diagonal.")
 @click.option("--bins", default=None, type=click.IntRange(min=1), help=_help("Calibration: quantile bins.", "bins"))
 @click.option("--spread-dataset", default=None, type=click.Choice(["mnist", "cifar10"]),
@@ -76,7 +70,7 @@ def _help(text, key):
 @click.option("--seeds", default=None, type=click.IntRange(min=2), help=_help("Spread: networks per width.", "seeds"))
 @click.option("--steps", default=None, help=_help("Spread: gradient-descent steps at which to compare.", "steps"))
 @click.option("--lr-factor", default=1.0, show_default=True, type=click.FloatRange(0.0, 2.0, min_open=True,
-              max_open=True), callback=_finite,
+              max_open=True), callback=finite,
               help="Spread: learning rate = this / largest eigenvalue of the training NTK (descent needs < 2).")
 @click.option("--trained", default="all", show_default=True, type=click.Choice(["all", "hidden"]),
               help="Spread: parameters trained (all: the standard NTK; hidden: readout and embedding fixed).")
