@@ -104,6 +104,19 @@ def finite(ctx, param, value):
     return value
 
 
+def checked(fn):
+    """A click callback applying fn to the option's text; its ValueError or TypeError becomes a
+    usage error naming the option (exit code 2)."""
+    def callback(ctx, param, value):
+        if value is None or ctx.resilient_parsing:
+            return value
+        try:
+            return fn(value)
+        except (ValueError, TypeError) as e:
+            raise click.BadParameter(str(e), ctx=ctx, param=param) from None
+    return callback
+
+
 def comma_ints(name, *, unique=False):
     """A click callback reading comma-separated ints >= 1 for the option `name` (plural), as
     given or, with unique, sorted without repeats; bad values raise click.BadParameter."""

@@ -7,24 +7,12 @@ from pathlib import Path
 
 import click
 
+from ...cli import checked
 from .._store import out_dir_callback
 from ..depth_study import KERNELS, PRECISIONS, parse_depths, parse_list
 from ._spec import parse_activations, parse_archs, parse_values
 
 __all__ = ["phases_command"]
-
-
-def _checked(fn):
-    """A click callback applying fn to the option's text; its ValueError becomes a usage error
-    naming the option (exit code 2)."""
-    def callback(ctx, param, value):
-        if value is None or ctx.resilient_parsing:
-            return value
-        try:
-            return fn(value)
-        except (ValueError, TypeError) as e:
-            raise click.BadParameter(str(e), ctx=ctx, param=param) from None
-    return callback
 
 
 def _classes(value):
@@ -37,29 +25,29 @@ def _classes(value):
 @click.command("phases", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--dataset", default="mnist2", show_default=True, type=click.Choice(["mnist2", "cifar2"]),
               help="Two-class subset of MNIST or CIFAR-10.")
-@click.option("--classes", default=None, callback=_checked(_classes),
+@click.option("--classes", default=None, callback=checked(_classes),
               help="Two classes, e.g. '4,9' [default: 4,9 for mnist2; airplane,automobile for cifar2].")
-@click.option("--activations", default="erf,relu", show_default=True, callback=_checked(parse_activations),
+@click.option("--activations", default="erf,relu", show_default=True, callback=checked(parse_activations),
               help="Comma list of activation names (tanh, erf, relu, ...; tanh's Hermite series is ~100x "
                    "costlier per kernel entry).")
 @click.option("--w-vars", default="1,2,3", show_default=True,
-              callback=_checked(lambda v: parse_values(v, name="--w-vars", positive=True)),
+              callback=checked(lambda v: parse_values(v, name="--w-vars", positive=True)),
               help="Weight variances w_var > 0: '0.5,1,2' or 'start:stop:count'.")
 @click.option("--b-vars", default="0.05", show_default=True,
-              callback=_checked(lambda v: parse_values(v, name="--b-vars", positive=False)),
+              callback=checked(lambda v: parse_values(v, name="--b-vars", positive=False)),
               help="Bias variances b_var >= 0: '0,0.05,0.5' or 'start:stop:count'.")
 @click.option("--critical/--no-critical", default=True, show_default=True,
               help="Also run one point on the critical line (reskernel.critical_line) at each b_var.")
-@click.option("--depths", default="1,10,100", show_default=True, callback=_checked(parse_depths),
+@click.option("--depths", default="1,10,100", show_default=True, callback=checked(parse_depths),
               help="Depths: '1,10,100', 'a:b' (~30 log-spaced) or 'a:b:k'.")
-@click.option("--ffnet-depths", default=None, callback=_checked(parse_depths),
+@click.option("--ffnet-depths", default=None, callback=checked(parse_depths),
               help="FFNet depths [default: --depths]; one pass to the deepest, so extra depths are cheap.")
-@click.option("--archs", default="ffnet,resnet:0.5,resnet:1", show_default=True, callback=_checked(parse_archs),
+@click.option("--archs", default="ffnet,resnet:0.5,resnet:1", show_default=True, callback=checked(parse_archs),
               help="Comma list of ffnet, resnet:GAMMA (branch scale alpha = L^-gamma).")
 @click.option("--kernel", "kernels", default="ntk,nngp", show_default=True,
-              callback=_checked(lambda v: parse_list(v, KERNELS, name="--kernel")), help="Kernels to regress with.")
+              callback=checked(lambda v: parse_list(v, KERNELS, name="--kernel")), help="Kernels to regress with.")
 @click.option("--precision", "precisions", default="float64", show_default=True,
-              callback=_checked(lambda v: parse_list(v, PRECISIONS, name="--precision")),
+              callback=checked(lambda v: parse_list(v, PRECISIONS, name="--precision")),
               help="Kernel dtypes; with float64,float32 the float32 rows record their distance to float64.")
 @click.option("--n-train", default=100, show_default=True, type=click.IntRange(min=2), help="Training images.")
 @click.option("--n-test", default=100, show_default=True, type=click.IntRange(min=1), help="Test images.")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ...cli import checked
 from .._store import out_dir_callback
 from ._choose import CRITERIA
 from ._spec import (DEFAULT_GRID, KERNELS, LEE2018, PRECISIONS, SMALL_GRID, parse_activations, parse_archs,
@@ -19,19 +20,6 @@ _GRID_ONLY = ("n_train", "n_val", "seed", "archs", "activations", "w_vars", "b_v
               "criteria", "trained", "plot")
 _SMALL = dict(n_train=100, n_val=100, n_test=500, **SMALL_GRID)
 _SMALL_LEE = dict(n_test=1000)
-
-
-def _checked(fn):
-    """A click callback applying fn to the option's text; a ValueError becomes a usage error naming
-    the option (exit code 2)."""
-    def callback(ctx, param, value):
-        if value is None or ctx.resilient_parsing:
-            return value
-        try:
-            return fn(value)
-        except (ValueError, TypeError) as e:
-            raise click.BadParameter(str(e), ctx=ctx, param=param) from None
-    return callback
 
 
 def _tens(name, *, allow_all=False, minimum=10):
@@ -59,7 +47,7 @@ def _seed(value):
 
 
 def _opt_list(allowed, name):
-    return _checked(lambda v: parse_list(v, allowed, name=name))
+    return checked(lambda v: parse_list(v, allowed, name=name))
 
 
 @click.command("select", context_settings={"help_option_names": ["-h", "--help"]})
@@ -73,26 +61,26 @@ def _opt_list(allowed, name):
               help="Small sizes for every option not given: 100 train / 100 validation / 500 test images, 4 grid "
                    "points (ffnet and resnet:1, relu, w_var 1.5 and 2, b_var 0.1) at depths 1, 3, 10; with "
                    "--lee2018, 1,000 test images. Well under a minute.")
-@click.option("--n-train", default="1000", show_default=True, callback=_checked(_tens("--n-train")),
+@click.option("--n-train", default="1000", show_default=True, callback=checked(_tens("--n-train")),
               help="Training images, a multiple of 10 (balanced: n / 10 of each class).")
-@click.option("--n-val", default="1000", show_default=True, callback=_checked(_tens("--n-val")),
+@click.option("--n-val", default="1000", show_default=True, callback=checked(_tens("--n-val")),
               help="Validation images (from the training files, after the training ones), a multiple of 10; the "
                    "choice is made on them.")
-@click.option("--n-test", default="all", show_default=True, callback=_checked(_tens("--n-test", allow_all=True)),
+@click.option("--n-test", default="all", show_default=True, callback=checked(_tens("--n-test", allow_all=True)),
               help="Test images: 'all' (every image of the test files) or a multiple of 10 (balanced).")
-@click.option("--seed", default="first", show_default=True, callback=_checked(_seed),
+@click.option("--seed", default="first", show_default=True, callback=checked(_seed),
               help="'first': the first images of each class in file order; an int: a seeded random draw.")
-@click.option("--archs", default=DEFAULT_GRID["archs"], show_default=True, callback=_checked(parse_archs),
+@click.option("--archs", default=DEFAULT_GRID["archs"], show_default=True, callback=checked(parse_archs),
               help="Comma list of ffnet, resnet:GAMMA (branch scale alpha = L^-gamma).")
 @click.option("--activations", default=DEFAULT_GRID["activations"], show_default=True,
-              callback=_checked(parse_activations), help="Comma list of activation names (relu, erf, tanh, gelu, ...).")
+              callback=checked(parse_activations), help="Comma list of activation names (relu, erf, tanh, gelu, ...).")
 @click.option("--w-vars", default=DEFAULT_GRID["w_vars"], show_default=True,
-              callback=_checked(lambda v: parse_values(v, name="--w-vars", positive=True)),
+              callback=checked(lambda v: parse_values(v, name="--w-vars", positive=True)),
               help="Weight variances sigma_w^2 > 0: '1,1.5,2' or 'start:stop:count'.")
 @click.option("--b-vars", default=DEFAULT_GRID["b_vars"], show_default=True,
-              callback=_checked(lambda v: parse_values(v, name="--b-vars", positive=False)),
+              callback=checked(lambda v: parse_values(v, name="--b-vars", positive=False)),
               help="Bias variances sigma_b^2 >= 0: '0,0.25,0.5' or 'start:stop:count'.")
-@click.option("--depths", default=DEFAULT_GRID["depths"], show_default=True, callback=_checked(parse_depths),
+@click.option("--depths", default=DEFAULT_GRID["depths"], show_default=True, callback=checked(parse_depths),
               help="Depths: '1,3,7', 'a:b' (~30 log-spaced) or 'a:b:k'. An FFNet computes all in one pass.")
 @click.option("--kernel", "kernels", default=DEFAULT_GRID["kernels"], show_default=True,
               callback=_opt_list(KERNELS, "--kernel"), help="Kernels whose posterior mean predicts.")
