@@ -113,8 +113,7 @@ def _colorbars(fig, axes, mappable, label):
         if mappable is None:
             cax.set_visible(False)
             continue
-        bar = fig.colorbar(mappable, cax=cax, label=label)
-        bar.ax.set_xlabel("scale", fontsize=6)
+        fig.colorbar(mappable, cax=cax, label=label)
 
 
 def _distance(r):
