@@ -61,3 +61,19 @@ def _float_dtype(dtype) -> np.dtype:
 def _frozen(a: np.ndarray) -> np.ndarray:
     a.flags.writeable = False
     return a
+
+
+class _Sizes:
+    """n_train, n_test and dim of a split holding x_train (n_train, d) and x_test (n_test, d)."""
+
+    @property
+    def n_train(self) -> int:
+        return self.x_train.shape[0]
+
+    @property
+    def n_test(self) -> int:
+        return self.x_test.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.x_train.shape[1]

@@ -16,7 +16,7 @@ from .. import _checks
 from . import _fetch, _verify
 from ._cifar import CIFAR10_CLASSES, CIFAR10_FILES, FOLDER, load_cifar10
 from ._mnist import MNIST_FILES, load_mnist
-from ._preprocess import _frozen, preprocess, standardize
+from ._preprocess import _frozen, _Sizes, preprocess, standardize
 
 __all__ = ["TEN_CLASS_DATASETS", "PREPROCESSINGS", "TARGET_ENCODINGS", "TenClassData", "ten_class", "one_hot"]
 
@@ -38,7 +38,7 @@ _RULES = {
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class TenClassData:
+class TenClassData(_Sizes):
     """Ten-class train / validation / test data; arrays are read-only.
 
     x_*: (n, d) features of float dtype; y_*: (n, 10) targets of the same dtype
@@ -60,20 +60,8 @@ class TenClassData:
     meta: dict
 
     @property
-    def n_train(self) -> int:
-        return self.x_train.shape[0]
-
-    @property
     def n_val(self) -> int:
         return self.x_val.shape[0]
-
-    @property
-    def n_test(self) -> int:
-        return self.x_test.shape[0]
-
-    @property
-    def dim(self) -> int:
-        return self.x_train.shape[1]
 
 
 def one_hot(labels, *, targets: str = "zero_mean", dtype=np.float64) -> np.ndarray:

@@ -11,7 +11,7 @@ from .. import _checks
 from . import _fetch
 from ._cifar import CIFAR10_CLASSES, load_cifar10
 from ._mnist import load_mnist
-from ._preprocess import _float_dtype, _frozen, preprocess
+from ._preprocess import _float_dtype, _frozen, _Sizes, preprocess
 
 __all__ = ["DATASETS", "DEFAULT_CLASSES", "TwoClassData", "two_class"]
 
@@ -28,7 +28,7 @@ _NAMES = {"mnist2": tuple(str(i) for i in range(10)), "cifar2": CIFAR10_CLASSES}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class TwoClassData:
+class TwoClassData(_Sizes):
     """A two-class train/test split; arrays are read-only.
 
     x_train: (n_train, d), x_test: (n_test, d), float `dtype`; y_*: same dtype,
@@ -50,18 +50,6 @@ class TwoClassData:
     center: bool
     sphere: bool
     data_dir: str
-
-    @property
-    def n_train(self) -> int:
-        return self.x_train.shape[0]
-
-    @property
-    def n_test(self) -> int:
-        return self.x_test.shape[0]
-
-    @property
-    def dim(self) -> int:
-        return self.x_train.shape[1]
 
     @property
     def metadata(self) -> dict:
