@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +21,8 @@ import numpy as np
 from .. import _checks
 from ..core.analytic import Kernel
 from ..core.arch import FeedForward, check_trained
+from . import conv_empirical
+from .conv import ConvNetwork
 from .networks import Network, _branch_scales, _forward, param_groups
 
 __all__ = ["empirical_kernel", "METHODS"]
@@ -123,27 +126,31 @@ def _blocks(x, batch_size):
 
 
 def empirical_kernel(net: Network, params, x1, x2=None, *, trained="hidden", method="structured",
-                     batch_size: int = 256) -> Kernel:
+                     batch_size: Optional[int] = None) -> Kernel:
     """Empirical NNGP and NTK of `net` at `params`.
 
     Args:
-      net: a reskernel.network(arch, width).
+      net: a reskernel.network(arch, width); a convolutional one (reskernel ConvNet /
+        ConvResNet) goes to reskernel.nets.conv_empirical.empirical_kernel, images (n, H, W, C0).
       params: that network's parameters (net.init): checked first against `net` (keys,
         shapes, one float32/float64 dtype, finite values), ValueError/TypeError otherwise.
       x1: (n1, d) inputs; x2: (n2, d) or None for x1.
       trained: "hidden" (the analytic default) or "all", as in reskernel.kernel.
       method: "structured" (no Jacobians formed) or "jacobian".
-      batch_size: rows per block; memory ~ batch_size * width * depth per block.
+      batch_size: rows per block (None: 256; convolutional nets 32); memory ~ batch_size * width * depth per block.
     Returns:
       Kernel(nngp, ntk), each (n1, n2), in params' dtype (the inputs are cast to it). Their expectation over
       initializations is the analytic kernel of the same `trained` choice.
     """
+    if isinstance(net, ConvNetwork):
+        return conv_empirical.empirical_kernel(net, params, x1, x2, trained=trained, method=method,
+                                     batch_size=32 if batch_size is None else batch_size)
     if not isinstance(net, Network):
         raise TypeError(f"net must be made by reskernel.network, got {type(net).__name__}")
     trained = check_trained(trained)
     if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    batch_size = _checks.positive_int("batch_size", batch_size)
+    batch_size = _checks.positive_int("batch_size", 256 if batch_size is None else batch_size)
     x1, x2 = _checks.inputs(x1, x2)
     dtype = net._check_params(params, x1.shape[1])
     groups = param_groups(net.arch, trained)

@@ -24,7 +24,7 @@ import dataclasses
 import functools
 import math
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -33,6 +33,7 @@ import numpy as np
 from .. import _checks
 from ..core.activations import relu
 from ..core.arch import FeedForward, check_arch
+from ..core.conv_arch import ConvNet, ConvResNet
 
 __all__ = ["Network", "network", "param_groups"]
 
@@ -260,8 +261,21 @@ def _input(x, ranks):
     return x
 
 
-def network(arch, width: int) -> Network:
-    """The finite-width network of `arch` with hidden width `width` (plain JAX)."""
+def network(arch, width: Optional[int] = None, *, channels: Optional[int] = None):
+    """The finite-width network of `arch` with hidden width `width` (plain JAX).
+
+    For a convolutional arch (reskernel ConvNet / ConvResNet) the width is the channel count
+    (give `width` or its alias `channels`), and the result a reskernel.nets.conv.ConvNetwork.
+    """
+    conv = isinstance(arch, (ConvNet, ConvResNet))
+    if channels is not None and not conv:
+        raise TypeError(f"channels= is the width of a convolutional arch; give width= for a {type(arch).__name__}")
+    if (width is None) == (channels is None):
+        raise TypeError("give exactly one of width and channels" if conv else "width is required")
+    if conv:
+        from .conv import ConvNetwork
+
+        return ConvNetwork(arch, width if channels is None else channels)
     return Network(arch, width)
 
 
