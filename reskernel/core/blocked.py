@@ -7,7 +7,10 @@ blocks of `block` rows and columns (only blocks i <= j when x2 is None), each a 
 compiled call reused for every block (the last block is padded, so any n works), and
 copies each block into a NumPy array as soon as it is done. For several devices,
 `sharded_kernel` splits the rows of x1 over a `jax.sharding.Mesh` axis and returns a
-jax.Array sharded by rows (NamedSharding), computed where it lives.
+jax.Array sharded by rows (NamedSharding), computed where it lives; the mesh may span the
+devices of several processes (jax.distributed, reskernel.core.distributed), each process then
+computing only the rows on its own devices. `row_block` gives one row block of `blocked_kernel`'s
+result on its own (what each process of reskernel.core.distributed.write_kernel computes).
 """
 from __future__ import annotations
 
@@ -20,9 +23,11 @@ from .. import _checks
 from ..precision import enable_x64
 from . import precise
 from .analytic import _check_get, compute, kind_of, plan, prepare, result, schedule
+from . import tabulated
+from .arccos import arccos
 from .tiles import GET, TILE, _fused, _jit, _pad_rows
 
-__all__ = ["blocked_kernel", "sharded_kernel", "row_mesh"]
+__all__ = ["blocked_kernel", "sharded_kernel", "row_mesh", "row_block"]
 
 
 def blocked_kernel(arch, x1, x2=None, *, trained="hidden", all_depths=False, block: int = 2048,
@@ -92,6 +97,55 @@ def _store(put, i, j, res, to_host):
         put(k, i, j, np.asarray(r) if to_host else r)
 
 
+def row_block(arch, x1, x2=None, *, rows, trained="hidden", all_depths=False, block: int = 2048,
+              tile: int = TILE, get=None, method="auto", plan_=None):
+    """Rows `rows` = (r0, r1) of `blocked_kernel`'s result, computed alone and equal to them bit for bit.
+
+    The same compiled block calls on the same padded inputs as blocked_kernel with this `block`
+    (r0 a multiple of it): square blocks (i, j) for the row block i, the diagonal block a
+    symmetric call, and when x2 is None the blocks j < i taken transposed from the call (j, i),
+    as blocked_kernel mirrors them. Memory ~ block^2 on the device (times depth with
+    all_depths) plus the (r1 - r0, n2) result on the host.
+
+    Args:
+      arch, x1, x2, trained, all_depths, block, tile, get, method: as in blocked_kernel.
+      rows: (r0, r1) with r0 a multiple of `block` and r1 = min(r0 + block, n1).
+      plan_: the analytic Plan for the full inputs (computed when None; callers of many row
+        blocks pass it once).
+    Returns:
+      A tuple of NumPy arrays, one per kernel in ("nngp", "ntk") or `get`, each ([L,] r1 - r0, n2).
+    """
+    arch, trained, x1, x2, all_depths = prepare(arch, x1, x2, trained, all_depths)
+    picked = _check_get(get)
+    block = _checks.positive_int("block", block)
+    tile = _checks.positive_int("tile", tile)
+    symmetric = x2 is None
+    y = x1 if symmetric else x2
+    n1, n2 = x1.shape[0], y.shape[0]
+    b1 = min(block, n1)
+    b2 = b1 if symmetric else min(block, n2)
+    r0, r1 = rows
+    if r0 % b1 or r0 < 0 or r0 >= n1 or r1 != min(r0 + b1, n1):
+        raise ValueError(f"rows must be (r0, min(r0 + {b1}, {n1})) with r0 a multiple of {b1} below {n1}, got {rows}")
+    nb1, nb2 = -(-n1 // b1), -(-n2 // b2)
+    xp, yp = _pad_rows(x1, nb1 * b1), _pad_rows(y, nb2 * b2)
+    p = plan(arch, trained, picked, x1, x2, method=method, all_depths=all_depths) if plan_ is None else plan_
+    i = r0 // b1
+    out = [np.empty(((arch.depth,) if all_depths else ()) + (r1 - r0, n2), np.dtype(x1.dtype)) for _ in picked]
+    for j in range(nb2):
+        c0, c1 = j * b2, min((j + 1) * b2, n2)
+        if symmetric and j < i:   # blocked_kernel's mirror of block (j, i)
+            res = compute(arch, trained, picked, xp[c0:c0 + b2], yp[r0:r0 + b1], p, all_depths=all_depths, tile=tile)
+            vals = [np.swapaxes(np.asarray(r), -1, -2) for r in res]
+        else:
+            res = compute(arch, trained, picked, xp[r0:r0 + b1], None if symmetric and i == j else yp[c0:c0 + b2], p,
+                          all_depths=all_depths, tile=tile)
+            vals = [np.asarray(r) for r in res]
+        for o, v in zip(out, vals):
+            o[..., :, c0:c1] = v[..., :r1 - r0, :c1 - c0]
+    return tuple(out)
+
+
 def row_mesh(devices=None) -> Mesh:
     """A one-axis Mesh named "rows" over `devices` (default: all of jax.devices())."""
     devices = jax.devices() if devices is None else list(devices)
@@ -100,14 +154,30 @@ def row_mesh(devices=None) -> Mesh:
     return Mesh(np.asarray(devices), ("rows",))
 
 
-@_jit(("kind", "depth", "trained", "all_depths", "tile", "sharding", "n1", "get"))
-def _sharded(x1r, x2, table, angles, band, *, kind, depth, trained, all_depths, tile, sharding, n1, get=GET):
-    def rows(xb):
-        return _fused(xb, x2, table, angles, band, kind=kind, depth=depth, trained=trained, all_depths=all_depths,
-                      symmetric=False, tile=tile, get=get)
+@_jit(("kind", "depth", "trained", "all_depths", "tile", "sharding", "n1", "get", "symmetric"))
+def _sharded(x1r, x2, table, angles, band, *, kind, depth, trained, all_depths, tile, sharding, n1, get=GET,
+             symmetric=False):
+    per = x1r.shape[1]
 
-    k = jax.vmap(rows)(x1r)  # (devices, [L,] rows per device, n2)
+    def rows(xb, first):
+        k = _fused(xb, x2, table, angles, band, kind=kind, depth=depth, trained=trained, all_depths=all_depths,
+                   symmetric=False, tile=tile, get=get)
+        if symmetric and angles is not None:
+            k = _exact_diagonal(k, xb, angles, first)
+        return k
+
+    k = jax.vmap(rows)(x1r, jnp.arange(x1r.shape[0]) * per)  # (devices, [L,] rows per device, n2)
     return tuple(jax.lax.with_sharding_constraint(merge_rows(a, all_depths, n1), sharding) for a in k)
+
+
+def _exact_diagonal(k, xb, angles, first):
+    """A symmetric kernel's rows computed against all of x1 (the table pass): the entries on the
+    diagonal at rho_0 = 1 exactly, as the symmetric pass writes them, instead of the NaN that
+    marks the float32 product's 1 - O(eps) for refinement (which refined every row in float64)."""
+    m = jnp.linalg.norm(xb, axis=-1)
+    theta = arccos(jnp.ones_like(m))
+    eye = (first + jnp.arange(xb.shape[0]))[:, None] == jnp.arange(k[0].shape[-1])[None, :]
+    return tuple(jnp.where(eye, (tabulated.evaluate(a, theta) * (m * m))[..., None], o) for o, a in zip(k, angles))
 
 
 def merge_rows(a, all_depths, n1):
@@ -133,6 +203,13 @@ def sharded_kernel(arch, x1, x2=None, *, trained="hidden", all_depths=False, mes
       shardings must divide the axis, so that result is laid out as XLA chooses
       (replicated on CPU): pad x1 to a multiple of the device count to keep it split.
       With `get`, the one array it names.
+
+    Several processes (after jax.distributed.initialize; mesh over jax.devices(), the default):
+    every process calls this with the same arch, settings and whole inputs x1, x2 (checked: a
+    ValueError names what differs), the device count must divide n1, and each process computes
+    the rows on its own devices. The result is a global jax.Array: its addressable shards are
+    this process's rows; reskernel.core.distributed.gather gives the whole on every host.
+    Equal bit for bit to the one-process result over as many devices (same per-device program).
     """
     arch, trained, x1, x2, all_depths = prepare(arch, x1, x2, trained, all_depths)
     picked = _check_get(get)
@@ -142,6 +219,17 @@ def sharded_kernel(arch, x1, x2=None, *, trained="hidden", all_depths=False, mes
         raise TypeError(f"mesh must be a jax.sharding.Mesh, got {type(mesh).__name__}")
     axis = mesh.axis_names[0]
     ndev = mesh.shape[axis]
+    multi = any(d.process_index != jax.process_index() for d in mesh.devices.flat)
+    if multi:
+        from . import distributed
+        if _checks.traced(x1, x2):
+            raise TypeError("sharded_kernel over several processes needs concrete inputs, not traced ones")
+        distributed.check_agreement(distributed.fields(arch, x1, x2, trained=trained, all_depths=all_depths,
+                                                       get=picked, method=method, tile=tile,
+                                                       mesh=[d.id for d in mesh.devices.flat]))
+        if x1.shape[0] % ndev:
+            raise ValueError(f"x1's {x1.shape[0]} rows must be a multiple of the mesh's {ndev} devices when they "
+                             "span several processes: pad x1, or use reskernel.core.distributed.write_kernel")
     p = plan(arch, trained, picked, x1, x2, method=method, all_depths=all_depths)
     if p.angles is None and jnp.dtype(p.dtype) != jnp.dtype(x1.dtype):
         with enable_x64():  # float32 inputs without a table: the recursion in float64
@@ -151,7 +239,10 @@ def sharded_kernel(arch, x1, x2=None, *, trained="hidden", all_depths=False, mes
             return result(tuple(o.astype(x1.dtype) for o in outs), get)
     outs = _run_sharded(arch, trained, picked, x1, x2, p, mesh, axis, ndev, all_depths, tile)
     if p.angles is not None and not _checks.traced(x1, x2):
-        outs = precise.refine(tuple(outs), x1, x2, p.cubics)
+        if multi:
+            outs = distributed.refine(tuple(outs), np.asarray(x1), None if x2 is None else np.asarray(x2), p.cubics)
+        else:
+            outs = precise.refine(tuple(outs), x1, x2, p.cubics)
     return result(outs, get)
 
 
@@ -160,9 +251,18 @@ def _run_sharded(arch, trained, picked, x1, x2, p, mesh, axis, ndev, all_depths,
     n1 = x1.shape[0]
     per = -(-n1 // ndev)
     x1r = _pad_rows(x1, ndev * per).reshape((ndev, per, x1.shape[1]))
-    x1r = jax.device_put(x1r, NamedSharding(mesh, PartitionSpec(axis)))
-    y = jax.device_put(y, NamedSharding(mesh, PartitionSpec()))
+    x1r = _put(x1r, NamedSharding(mesh, PartitionSpec(axis)))
+    y = _put(y, NamedSharding(mesh, PartitionSpec()))
     spec = PartitionSpec(None, axis, None) if all_depths else PartitionSpec(axis, None)
     return _sharded(x1r, y, schedule(arch, x1.dtype), p.angles, p.band, kind=kind_of(arch), depth=arch.depth,
                     trained=trained, all_depths=bool(all_depths), tile=tile, sharding=NamedSharding(mesh, spec),
-                    n1=n1, get=picked)
+                    n1=n1, get=picked, symmetric=x2 is None)
+
+
+def _put(x, sharding):
+    """x on the sharding's devices; over several processes each places only its own parts of the
+    (identical) host array, as a global jax.Array."""
+    if sharding.is_fully_addressable:
+        return jax.device_put(x, sharding)
+    host = np.asarray(x)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
