@@ -1,0 +1,268 @@
+"""Analytic infinite-width NNGP and NTK of convolutional nets and convolutional ResNets.
+
+The nets are reskernel.core.conv_arch's ConvNet and ConvResNet (parametrization, paddings and the
+mapping to neural-tangents stax: that module's doc and docs/conventions.md). The layer maps are
+those of reskernel.core._conv_maps: the dense engine's maps with a k x k windowed mean over
+positions between layers, on the activation's duals (reskernel.core.activations).
+
+Pairs of images are computed in square blocks of `block` images (the last block padded, so any
+n works), each block one compiled call through every layer (`lax.scan` over depth), copied to a
+NumPy array on the host as soon as it is done; x2=None computes only the blocks i <= j. Every
+image's same-position diagonal is first run through the depth on the host in float64: it bounds
+the kernels' entries (checked against the dtype's range) and gives numerical activations (tanh)
+their per-position series terms.
+
+Cost per layer and block of b1 x b2 images (H x W images, k x k filters), and the memory of one
+block (P = H W for flatten, (H W)^2 for gap; itemsize 4 for float32, 8 for float64):
+  flatten: ~ b1 b2 H W (2k + duals) flops;        memory ~ BLOCK_ARRAYS b1 b2 P itemsize bytes;
+  gap:     ~ b1 b2 (H W)^2 (2k + duals) flops;    the same formula with P = (H W)^2.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import _checks
+from ..precision import enable_x64
+from . import _conv_maps as maps
+from .analytic import Kernel, _check_get, result
+from .arch import check_trained
+from .conv_arch import ConvNet, check_conv_arch, image_shape
+from .general import check_values
+from .tiles import GET, _jit
+
+__all__ = ["conv_kernel", "block_bytes", "BLOCK_ARRAYS", "BLOCK_BYTES"]
+
+# Arrays of a block's shape (b1, b2) + positions alive at once in the compiled layer (XLA's
+# memory analysis of the scan body, tests/test_conv_kernel.py): the state, the duals, the
+# windowed sums and their padded inputs.
+BLOCK_ARRAYS = 12
+# The memory a block may take when `block` is not given: the largest b with
+# block_bytes(b, ...) <= BLOCK_BYTES.
+BLOCK_BYTES = 1 << 30
+
+
+def block_bytes(block: int, height: int, width: int, readout: str, itemsize: int = 4) -> int:
+    """The memory one block of block x block image pairs needs, in bytes (module doc)."""
+    positions = height * width if readout == "flatten" else (height * width) ** 2
+    return BLOCK_ARRAYS * block * block * positions * itemsize
+
+
+def _expand(leaf, side, layout):
+    """A per-image leaf (b, H, W, *rest) broadcast against the pair state of `layout`: rows
+    (side 1) or columns (side 2)."""
+    b, h, w = leaf.shape[:3]
+    rest = leaf.shape[3:]
+    if layout == "flatten":
+        return leaf[:, None] if side == 1 else leaf[None]
+    shape = (b, 1, h, w, 1, 1) if side == 1 else (1, b, 1, 1, h, w)
+    return jnp.reshape(leaf, shape + rest)
+
+
+@_jit(("arch", "trained", "all_depths", "pick"))
+def _block(x1, x2, t1s, t2s, *, arch, trained, all_depths, pick):
+    """The kernels `pick` (indices into GET) between the images x1 (b1, H, W, C) and x2: a tuple
+    of (b1, b2) arrays, (L, b1, b2) with all_depths. t1s, t2s: the host's per-layer terms
+    (L, b, H, W, ...) of a numerical activation, () for closed forms (each block then carries
+    its images' same-position diagonals through the same maps on the device)."""
+    layout = arch.readout
+    act = arch.activation
+    resnet = not isinstance(arch, ConvNet)
+    need_ntk = GET.index("ntk") in pick
+    exact = not t1s
+    dtype = x1.dtype
+    hi = jax.lax.Precision.HIGHEST
+    state = maps.initial(arch, maps.gram(x1, x2, layout, hi), layout, trained)
+    if not need_ntk:
+        state = (state[0], jnp.zeros((), dtype))
+    diags = ((maps.initial(arch, maps.self_gram(x1), "flatten", trained)[0],
+              maps.initial(arch, maps.self_gram(x2), "flatten", trained)[0]) if exact else ())
+    a2 = jnp.asarray(np.asarray(arch.branch_scales if resnet else np.zeros(arch.depth), np.float64) ** 2, dtype)
+
+    def duals(sigma, diag_sigma, r, c):
+        """V, Vdot of the pair at sigma (snapped to the diagonal where within 8 ulp)."""
+        t1 = (diag_sigma[0],) if exact else r
+        t2 = (diag_sigma[1],) if exact else c
+        t1 = tuple(_expand(t, 1, layout) for t in t1)
+        t2 = tuple(_expand(t, 2, layout) for t in t2)
+        sigma = maps.on_diagonal(sigma, t1[0], t2[0])
+        return sigma, act.pair(t1, t2, sigma)
+
+    def convnet_ab(state, diags, r, c):
+        sigma, v_vdot = duals(state[0], diags, r, c)
+        v, vdot = v_vdot
+        if need_ntk:
+            return maps.convnet_terms(arch, (sigma, state[1]), v, vdot)
+        return arch.w_var * v, state[1]
+
+    def convnet_read(ab):
+        if need_ntk:
+            return maps.convnet_read(arch, ab, layout, trained)
+        return maps.readout(ab[0], layout) + arch.b_var, ab[1]
+
+    def convnet_layer(carry, xs):
+        state, diags = carry
+        _, r, c = xs
+        ab = convnet_ab(state, diags, r, c)
+        out = convnet_read(ab) if all_depths else None
+        if need_ntk:
+            state = maps.convnet_next(arch, ab, layout)
+        else:
+            state = (maps.window(ab[0], arch, layout) + arch.b_var, ab[1])
+        if exact:
+            diags = tuple(maps.window(arch.w_var * act.duals(d, d, d)[0], arch, "flatten") + arch.b_var
+                          for d in diags)
+        return (state, diags), out
+
+    def resnet_layer(carry, xs):
+        state, diags = carry
+        h, r, c = xs
+        if need_ntk:
+            sigma, s_theta = maps.resnet_sigma(arch, state, layout)
+        else:
+            sigma, s_theta = arch.w_var * maps.window(state[0], arch, layout) + arch.b_var, None
+        seen = tuple(arch.w_var * maps.window(d, arch, "flatten") + arch.b_var for d in diags)
+        sigma, (v, vdot) = duals(sigma, seen, r, c)
+        if need_ntk:
+            state = maps.resnet_block(arch, state, sigma, s_theta, v, vdot, h, layout)
+        else:
+            state = (state[0] + h * maps.window(v, arch, layout), state[1])
+        if exact:
+            diags = tuple(d + h * maps.window(act.duals(s, s, s)[0], arch, "flatten") for d, s in zip(diags, seen))
+        out = read(state) if all_depths else None
+        return (state, diags), out
+
+    def read(state):
+        if need_ntk:
+            return maps.resnet_read(arch, state, layout, trained)
+        return arch.out_var * maps.readout(state[0], layout) + arch.b_var, state[1]
+
+    def pick_out(vals):
+        nngp, ntk = vals
+        shape = jnp.shape(nngp)
+        return tuple((nngp, jnp.broadcast_to(ntk, shape))[p] for p in pick)
+
+    if resnet:
+        (state, _), outs = jax.lax.scan(resnet_layer, (state, diags), (a2, t1s, t2s))
+        return pick_out(outs if all_depths else read(state))
+    # ConvNet: the first L - 1 layers in the scan, the last one read alone (no window after it)
+    head = tuple(t[:-1] for t in t1s), tuple(t[:-1] for t in t2s)
+    (state, diags), outs = jax.lax.scan(convnet_layer, (state, diags), (a2[:-1],) + head)
+    last = convnet_read(convnet_ab(state, diags, tuple(t[-1] for t in t1s), tuple(t[-1] for t in t2s)))
+    if not all_depths:
+        return pick_out(last)
+    return pick_out(tuple(jnp.concatenate([o, l[None]]) for o, l in zip(outs, last)))
+
+
+def _images(arch, x1, x2):
+    """Validated (x1, x2) as floating arrays of one dtype; x2 may be None."""
+    x1 = _checks.real_array("x1", x1)
+    x2 = None if x2 is None else _checks.real_array("x2", x2)
+    dtype = _checks._float_dtype(*[x for x in (x1, x2) if x is not None])
+    image_shape(arch, "x1", x1.shape)
+    if x2 is not None:
+        image_shape(arch, "x2", x2.shape, other=x1.shape)
+    out = []
+    for name, x in (("x1", x1), ("x2", x2)):
+        if x is None:
+            out.append(None)
+            continue
+        x = x.astype(dtype) if x.dtype != dtype else x
+        values = _checks.concrete(x)
+        if values is not None:
+            bad = ~np.isfinite(values).reshape(values.shape[0], -1).all(axis=1)
+            if bad.any():
+                raise ValueError(f"{name} has non-finite entries (first in image {int(np.argmax(bad))})")
+        out.append(x)
+    return out[0], out[1]
+
+
+def _check_block(block, arch, shape, itemsize):
+    if block is None:
+        unit = block_bytes(1, shape[1], shape[2], arch.readout, itemsize)
+        return max(1, math.isqrt(BLOCK_BYTES // unit))
+    return _checks.positive_int("block", block)
+
+
+def _pad(x, rows):
+    """x with rows - len(x) copies of its first image appended (the last block's padding)."""
+    extra = rows - x.shape[0]
+    return x if extra == 0 else np.concatenate([x, np.broadcast_to(x[:1], (extra,) + x.shape[1:])])
+
+
+def conv_kernel(arch, x1, x2=None, *, all_depths=False, trained="hidden", get=None, block=None, method="auto"):
+    """Infinite-width NNGP and NTK of a ConvNet or ConvResNet between the images x1 and x2.
+
+    Args:
+      arch: reskernel ConvNet or ConvResNet (reskernel.core.conv_arch).
+      x1: (n1, H, W, C) channels-last images, finite (float32 or float64; integers cast).
+      x2: (n2, H, W, C), or None for x2 = x1 (symmetric: only blocks i <= j are computed).
+      all_depths: True for every depth 1..L from the same pass, (L, n1, n2); a ConvResNet keeps
+        the branch scales of `arch` (as reskernel.kernel's dense ResNets).
+      trained: "hidden" (ConvNet: every conv layer, readout fixed; ConvResNet: the branches'
+        convs and biases, embedding and readout fixed) or "all" (every layer, as
+        neural-tangents computes the NTK).
+      get: None for Kernel(nngp, ntk), or "nngp" / "ntk" for that array alone ("nngp" skips the
+        NTK's recursion).
+      block: images per block side (any n: the last block is padded); None picks the largest
+        block whose memory, block_bytes(block, H, W, readout, itemsize) = BLOCK_ARRAYS block^2
+        P itemsize bytes with P = H W (flatten) or (H W)^2 (gap), stays within BLOCK_BYTES
+        (1 GiB): e.g. 32 x 32 images in float32, gap: 4; flatten: 147.
+      method: "auto" or "recursion" (the same here: there are no tables of conv kernels).
+    Returns:
+      Kernel(nngp, ntk), each (n1, n2) or (L, n1, n2), NumPy arrays in the inputs' dtype (the
+      recursion runs in it: float32 rounds in every layer); or the one array named by `get`.
+      Under the caller's jit/grad/vmap (closed-form activations only): one block of all the
+      images, jax.Arrays.
+    """
+    arch, trained = check_conv_arch(arch), check_trained(trained)
+    all_depths = _checks.boolean("all_depths", all_depths)
+    picked = _check_get(get)
+    if not isinstance(method, str) or method not in ("auto", "recursion"):
+        raise ValueError(f"method must be 'auto' or 'recursion' for convolutional kernels (there are no tables of "
+                         f"them), got {method!r}")
+    x1, x2 = _images(arch, x1, x2)
+    dtype = np.dtype(x1.dtype)
+    pick = tuple(GET.index(g) for g in picked)
+    kw = dict(arch=arch, trained=trained, all_depths=all_depths, pick=pick)
+    exact = arch.activation.exact
+    if _checks.traced(x1, x2):
+        if not exact:
+            raise ValueError(f"activation {arch.activation.label} has numerical duals, computed from concrete "
+                             "inputs: call outside jit/grad/vmap, or use a closed-form activation")
+        return result(_block(x1, x1 if x2 is None else x2, (), (), **kw), get)
+    block = _check_block(block, arch, x1.shape, dtype.itemsize)
+    a = np.asarray(x1)
+    b = a if x2 is None else np.asarray(x2)
+    seen, top = maps.diagonal(arch, np.concatenate([maps.self_gram(v.astype(np.float64)) for v in
+                                                    ((a,) if x2 is None else (a, b))]), trained)
+    check_values(arch, top, dtype)
+    terms = () if exact else arch.activation.row_terms(seen)
+    n1, n2 = a.shape[0], b.shape[0]
+    e1, e2 = min(block, n1), min(block, n2)
+    nb1, nb2 = -(-n1 // e1), -(-n2 // e2)
+    ap, bp = _pad(a, nb1 * e1), _pad(b, nb2 * e2)
+    t1 = tuple(np.concatenate([t[:, :n1], np.repeat(t[:, :1], nb1 * e1 - n1, axis=1)], axis=1) for t in terms)
+    t2 = t1 if x2 is None else tuple(
+        np.concatenate([t[:, n1:], np.repeat(t[:, n1:n1 + 1], nb2 * e2 - n2, axis=1)], axis=1) for t in terms)
+    if x2 is None:
+        e2, nb2, bp = e1, nb1, ap
+    shape = ((arch.depth,) if all_depths else ()) + (n1, n2)
+    outs = tuple(np.empty(shape, dtype) for _ in pick)
+    with enable_x64() if dtype == np.float64 else contextlib.nullcontext():
+        for i in range(nb1):
+            rows = slice(i * e1, (i + 1) * e1)
+            for j in range(i if x2 is None else 0, nb2):
+                cols = slice(j * e2, (j + 1) * e2)
+                vals = _block(ap[rows], bp[cols], tuple(t[:, rows] for t in t1), tuple(t[:, cols] for t in t2), **kw)
+                for o, v in zip(outs, vals):
+                    v = np.asarray(v)
+                    r, c = slice(rows.start, min(rows.stop, n1)), slice(cols.start, min(cols.stop, n2))
+                    o[..., r, c] = v[..., :r.stop - r.start, :c.stop - c.start]
+                    if x2 is None and j != i:
+                        o[..., c, r] = np.swapaxes(v[..., :r.stop - r.start, :c.stop - c.start], -1, -2)
+    return result(outs, get)
