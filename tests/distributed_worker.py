@@ -1,7 +1,8 @@
 """One process of the multi-process tests (tests/test_distributed.py launches several).
 
 usage: python tests/distributed_worker.py '<json>' with keys
-  mode: "kernels" (sharded kernels gathered + written to a store; then, with "mismatch": true,
+  mode: "kernels" (sharded kernels in `dtypes`, gathered; written to a store with "store": true;
+        then, with "mismatch": true,
         process 1 passes other inputs, shapes, arch, each of which must raise), "store" (the
         store only) or "reference" (one process over `devices` CPU devices: what the others
         must equal);
@@ -42,9 +43,9 @@ def inputs(dtype):
     return x.astype(dtype)
 
 
-def kernels(mesh):
+def kernels(mesh, dtypes):
     out = {}
-    for dtype in (np.float64, np.float32):
+    for dtype in map(np.dtype, dtypes):
         k = sharded_kernel(ARCH, inputs(dtype), mesh=mesh)
         rows = sorted(s.index[0].start or 0 for s in k.ntk.addressable_shards)
         full = distributed.gather(k)
@@ -94,10 +95,10 @@ def main():
     if mode == "reference":
         res = {}
         for p in (2, 4):
-            res.update({f"{k}_{p}": v for k, v in kernels(row_mesh(jax.devices()[:p])).items()})
+            res.update({f"{k}_{p}": v for k, v in kernels(row_mesh(jax.devices()[:p]), ARGS["dtypes"][str(p)]).items()})
         np.savez(out.with_suffix(".npz"), **res)
     elif mode == "kernels":
-        np.savez(out.with_suffix(".npz"), **kernels(None), **store())
+        np.savez(out.with_suffix(".npz"), **kernels(None, ARGS["dtypes"]), **(store() if ARGS.get("store") else {}))
         if ARGS.get("mismatch"):
             out.with_suffix(".json").write_text(json.dumps(mismatch()))
     else:
