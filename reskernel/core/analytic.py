@@ -24,6 +24,7 @@ from .. import _checks
 from ..precision import enable_x64
 from . import engine, general, precise, tabulated
 from .arch import FeedForward, ResNet, check_arch, check_trained
+from .conv_arch import ConvNet, ConvResNet
 from .tiles import GET, TILE, _jit, _kernel, correlations, recursion
 
 __all__ = ["Kernel", "kernel", "correlation_kernels", "correlations", "METHODS"]
@@ -297,7 +298,8 @@ def kernel(arch, x1, x2=None, *, all_depths=False, trained="hidden", get=None, m
     """Infinite-width NNGP and NTK of `arch` between the rows of x1 and x2.
 
     Args:
-      arch: FeedForward(depth) or ResNet(depth, gamma | alpha | scales).
+      arch: FeedForward(depth) or ResNet(depth, gamma | alpha | scales); or ConvNet / ConvResNet
+        (reskernel.core.conv_arch) with images x1, x2 (n, H, W, C): reskernel.core.conv.conv_kernel.
       x1: (n1, d) nonzero, finite inputs (any norm within the dtype's range: rows are
         normalized before the Gram product and |x| |x'| is applied last).
       x2: (n2, d), or None for x2 = x1 (symmetric; diagonal correlations exactly 1).
@@ -335,6 +337,10 @@ def kernel(arch, x1, x2=None, *, all_depths=False, trained="hidden", get=None, m
     for symmetric kernels (n = 10,000 float32, both kernels: 0.8 GB of output, 1.7 GB
     peak). Larger than that: reskernel.blocked_kernel.
     """
+    if isinstance(arch, (ConvNet, ConvResNet)):   # images (n, H, W, C): reskernel.core.conv
+        from .conv import conv_kernel
+
+        return conv_kernel(arch, x1, x2, all_depths=all_depths, trained=trained, get=get, method=method)
     arch, trained, x1, x2, all_depths = prepare(arch, x1, x2, trained, all_depths)
     picked = _check_get(get)
     p = plan(arch, trained, picked, x1, x2, method=method, all_depths=all_depths)

@@ -37,10 +37,11 @@ from .tiles import GET, _jit
 
 __all__ = ["conv_kernel", "block_bytes", "BLOCK_ARRAYS", "BLOCK_BYTES"]
 
-# Arrays of a block's shape (b1, b2) + positions alive at once in the compiled layer (XLA's
-# memory analysis of the scan body, tests/test_conv_kernel.py): the state, the duals, the
-# windowed sums and their padded inputs.
-BLOCK_ARRAYS = 12
+# Arrays of a block's shape (b1, b2) + positions alive at once (the state, the duals, the windowed
+# sums and their padded inputs): XLA's memory analysis of a compiled float32 block counts
+# 10.7-13.4 of them (ConvNet / ConvResNet, flatten / gap, closed-form duals; numerical ones add
+# their series terms), checked in tests/test_conv_kernel.py.
+BLOCK_ARRAYS = 14
 # The memory a block may take when `block` is not given: the largest b with
 # block_bytes(b, ...) <= BLOCK_BYTES.
 BLOCK_BYTES = 1 << 30
@@ -211,7 +212,7 @@ def conv_kernel(arch, x1, x2=None, *, all_depths=False, trained="hidden", get=No
       block: images per block side (any n: the last block is padded); None picks the largest
         block whose memory, block_bytes(block, H, W, readout, itemsize) = BLOCK_ARRAYS block^2
         P itemsize bytes with P = H W (flatten) or (H W)^2 (gap), stays within BLOCK_BYTES
-        (1 GiB): e.g. 32 x 32 images in float32, gap: 4; flatten: 147.
+        (1 GiB): e.g. 32 x 32 images in float32, gap: 4; flatten: 136.
       method: "auto" or "recursion" (the same here: there are no tables of conv kernels).
     Returns:
       Kernel(nngp, ntk), each (n1, n2) or (L, n1, n2), NumPy arrays in the inputs' dtype (the
