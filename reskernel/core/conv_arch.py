@@ -41,12 +41,13 @@ a Dense's by its fan-in) writes the same nets as
                 Flatten() | GlobalAvgPool(), Dense(1, W_std=sqrt(w_var), b_std=sqrt(b_var))
     ConvResNet: Conv(C, (k, k), W_std=sqrt(in_var C0), b_std=sqrt(b_var), padding=P),
                 [FanOut(2), parallel(Identity(), serial(Conv(C, (k, k), sqrt(w_var), sqrt(b_var), P), phi,
-                 Conv(C, (k, k), W_std=1, b_std=None, padding=P), ABRelu(a_l, a_l))), FanInSum()] * depth,
+                 Conv(C, (k, k), W_std=a_l, b_std=None, padding=P))), FanInSum()] * depth,
                 Flatten() | GlobalAvgPool(), Dense(1, W_std=sqrt(out_var), b_std=sqrt(b_var))
-with P = 'SAME' or 'CIRCULAR'; ABRelu(a_l, a_l) is phi(x) = a_l x, the scalar branch multiplier
-(stax has no Scale layer; equivalently the output Conv's W_std = a_l: under the ntk
-parametrization W_std multiplies a bias-free layer's output and its gradients alike). The only
-rescaling is the input layer's W_std^2 = in_var C0 (stax normalizes it by k^2 C0).
+with P = 'SAME' or 'CIRCULAR'. The output Conv's W_std = a_l is the scalar branch multiplier (as
+the dense ResNet's Dense(m, W_std=a_l): under the ntk parametrization W_std multiplies a bias-free
+layer's output and its gradients alike); equivalently W_std=1 followed by ABRelu(a_l, a_l),
+phi(x) = a_l x (stax has no Scale layer). The only rescaling is the input layer's
+W_std^2 = in_var C0 (stax normalizes it by k^2 C0, reskernel by k^2).
 """
 from __future__ import annotations
 
