@@ -114,16 +114,8 @@ class ConvNetwork:
         for the flatten readout (ignored by gap). vmap over keys for an ensemble. The weights
         are the same draws for a key whatever b_var (the biases come from another stream).
         """
-        dtype = jnp.result_type(float) if dtype is None else _checks.float_dtype("dtype", dtype)
-        shapes = self.param_shapes(in_channels, image_size)
-        normal = functools.partial(jax.random.normal, dtype=dtype)
-        weights = [n for n in shapes if n not in _BIAS_NAMES]
-        params = {n: normal(k, shapes[n]) for n, k in zip(weights, jax.random.split(key, 4))}
-        if self.arch.b_var > 0:
-            names = [n for n in shapes if n in _BIAS_NAMES]
-            keys = jax.random.split(jax.random.fold_in(key, _BIAS_STREAM), len(names))
-            params.update({n: normal(k, shapes[n]) for n, k in zip(names, keys)})
-        return params
+        dtype = np.dtype(jnp.result_type(float) if dtype is None else _checks.float_dtype("dtype", dtype))
+        return _init(key, tuple(self.param_shapes(in_channels, image_size).items()), dtype)
 
     def apply(self, params, x):
         """Outputs f(x): images x (n, H, W, C0) -> (n,), or one image (H, W, C0) -> a scalar,
@@ -206,6 +198,23 @@ class ConvNetwork:
 
 
 _BIAS_NAMES = ("input_bias", "hidden_bias", "embed_bias", "b", "readout_bias")
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _init(key, shapes, dtype) -> dict:
+    """N(0, 1) arrays of the (name, shape) pairs `shapes`: the weights cut from one draw of
+    `key`, the biases from one draw of another stream of the key (two random-number kernels to
+    compile, ~1-2 s each on a CPU, rather than one per array)."""
+    params = {}
+    for part, k in ((False, key), (True, jax.random.fold_in(key, _BIAS_STREAM))):
+        items = [(n, s) for n, s in shapes if (n in _BIAS_NAMES) == part]
+        sizes = [math.prod(s) for _, s in items]
+        if not items:
+            continue
+        flat = jax.random.normal(k, (sum(sizes),), dtype)
+        for (n, s), start, size in zip(items, np.cumsum([0] + sizes), sizes):
+            params[n] = flat[start:start + size].reshape(s)
+    return params
 
 
 def _image_size(image_size) -> Tuple[int, int]:

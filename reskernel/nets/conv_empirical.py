@@ -122,7 +122,14 @@ def _jacobians(net: ConvNetwork, params, x, groups):
 
 
 def _blocks(x, batch_size):
-    return [x[i:i + batch_size] for i in range(0, x.shape[0], batch_size)]
+    """x in blocks of one size, min(batch_size, n), the last padded with zero images: every
+    block reuses one compilation."""
+    n = x.shape[0]
+    size = min(batch_size, n)
+    rows = -(-n // size) * size
+    if rows > n:
+        x = jnp.concatenate([jnp.asarray(x), jnp.zeros((rows - n,) + x.shape[1:], x.dtype)])
+    return [x[i:i + size] for i in range(0, rows, size)]
 
 
 def empirical_kernel(net: ConvNetwork, params, x1, x2=None, *, trained="hidden", method="structured",
@@ -136,7 +143,8 @@ def empirical_kernel(net: ConvNetwork, params, x1, x2=None, *, trained="hidden",
       x1: images (n1, H, W, C0), channels-last; x2: (n2, H, W, C0) or None for x1.
       trained: "hidden" (the analytic default) or "all", as for the dense nets.
       method: "structured" (no Jacobians formed) or "jacobian".
-      batch_size: images per row block. "structured" keeps every block's layer inputs and
+      batch_size: images per row block (the last padded: every block has one shape, one
+        compilation). "structured" keeps every block's layer inputs and
         backward vectors, ~(2 depth + 2) n H W C numbers in all (ConvResNet: twice that), and
         a pair of blocks needs ~2 batch_size k^2 C^2 more (one layer's filter gradients).
     Returns:
@@ -184,4 +192,5 @@ def empirical_kernel(net: ConvNetwork, params, x1, x2=None, *, trained="hidden",
         cols = [block(i, j) for j in range(len(b2))]
         rows_nngp.append(jnp.concatenate([c[0] for c in cols], axis=1))
         rows_ntk.append(jnp.concatenate([c[1] for c in cols], axis=1))
-    return Kernel(jnp.concatenate(rows_nngp, axis=0), jnp.concatenate(rows_ntk, axis=0))
+    n1, n2 = x1.shape[0], (x1 if x2 is None else x2).shape[0]
+    return Kernel(jnp.concatenate(rows_nngp, axis=0)[:n1, :n2], jnp.concatenate(rows_ntk, axis=0)[:n1, :n2])
