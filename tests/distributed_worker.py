@@ -1,7 +1,8 @@
 """One process of the multi-process tests (tests/test_distributed.py launches several).
 
 usage: python tests/distributed_worker.py '<json>' with keys
-  mode: "kernels" (sharded kernels in `dtypes`, gathered; written to a store with "store": true;
+  mode: "kernels" (sharded kernels in `dtypes`, gathered; with "cg": true, cg_solve on the sharded
+        float64 NTK; written to a store with "store": true;
         then, with "mismatch": true,
         process 1 passes other inputs, shapes, arch, each of which must raise), "store" (the
         store only) or "reference" (one process over `devices` CPU devices: what the others
@@ -29,6 +30,7 @@ import jax  # noqa: E402
 import reskernel as rk  # noqa: E402
 from reskernel.core import distributed  # noqa: E402
 from reskernel.core.blocked import row_mesh, sharded_kernel  # noqa: E402
+from reskernel.inference.cg import cg_solve  # noqa: E402
 
 ARCH = rk.ResNet(10, gamma=0.5)
 N, D, BLOCK = 2000, 20, 250
@@ -51,7 +53,18 @@ def kernels(mesh, dtypes):
         full = distributed.gather(k)
         out[f"{np.dtype(dtype).name}_nngp"], out[f"{np.dtype(dtype).name}_ntk"] = full
         out[f"{np.dtype(dtype).name}_rows"] = np.asarray(rows)
+        if dtype == np.float64 and ARGS.get("cg"):   # CG on the kernel as it lies, sharded
+            res = cg_solve(distributed.ShardedRows(k.ntk), rhs(), noise=noise(full[1]), tol=1e-10, rank=50)
+            out["cg_solution"], out["cg_iterations"] = res.solution, res.iterations
     return out
+
+
+def rhs():
+    return np.random.default_rng(1).normal(size=(N, 3))
+
+
+def noise(k):
+    return 1e-3 * float(np.mean(np.diagonal(k)))
 
 
 def store():

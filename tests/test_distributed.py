@@ -92,7 +92,7 @@ def blocked64():
 def test_processes_compute_the_one_process_kernel(tmp_path, reference, blocked64, processes):
     # 2 processes: both dtypes and the mismatch errors; 4: the store (2 write it in the resume test)
     codes = _launch(tmp_path, "kernels", processes, folder=str(tmp_path / "store"), dtypes=DTYPES[processes],
-                    mismatch=processes == 2, store=processes == 4)
+                    mismatch=processes == 2, store=processes == 4, cg=True)
     assert codes == [0] * processes, [_log(tmp_path, "kernels", i) for i in range(processes)]
     with rk.precision.enable_x64():
         direct = rk.Kernel(*map(np.asarray, rk.kernel(W.ARCH, W.inputs(np.float64))))
@@ -112,6 +112,13 @@ def test_processes_compute_the_one_process_kernel(tmp_path, reference, blocked64
         else:
             # the store: block b by process b mod 4, together blocked_kernel's result bit for bit
             assert got["computed"][:, 0].tolist() == list(range(pid * W.BLOCK, W.N, processes * W.BLOCK))
+    # CG over the sharded kernel (ShardedRows): every process the same iterates; the direct solve
+    a = direct.ntk + W.noise(direct.ntk) * np.eye(W.N)
+    x = np.linalg.solve(a, W.rhs())
+    sols = [np.load(tmp_path / f"kernels_{pid}.npz")["cg_solution"] for pid in range(processes)]
+    for s in sols[1:]:
+        np.testing.assert_array_equal(s, sols[0])
+    assert np.linalg.norm(sols[0] - x) <= 1e-7 * np.linalg.norm(x)
     if processes == 2:
         _check_mismatch_errors(tmp_path)
     else:
@@ -195,3 +202,24 @@ def test_row_block_and_store_validate(tmp_path):
     ref = rk.kernel(rk.ResNet(4), x[256:], x[:50], all_depths=True, get="nngp")
     assert k[0].shape == (4, 44, 50)
     assert np.abs(k[0] - np.asarray(ref)).max() <= 1e-5 * np.abs(ref).max()
+
+
+def test_sharded_rows_operator_in_one_process(x64):
+    # one process, one device: the operator's products, rows and diagonal against NumPy on the same
+    # kernel, and cg_solve through it against the direct float64 solve
+    from reskernel.inference.cg import cg_solve
+    x = W.inputs(np.float64)[:400]
+    k = rk.sharded_kernel(rk.FeedForward(4), x, get="ntk")
+    kn = np.asarray(k)
+    op = distributed.ShardedRows(k)
+    v = np.random.default_rng(2).normal(size=(400, 3))
+    assert op.shape == (400, 400) and op.dtype == np.float64
+    np.testing.assert_allclose(op.matmul(v), kn @ v, rtol=1e-12, atol=1e-12 * np.abs(kn).max())
+    np.testing.assert_array_equal(op.rows(np.array([5, 17])), kn[[5, 17]])
+    np.testing.assert_array_equal(op.diagonal(), np.diagonal(kn))
+    noise = 1e-3 * np.mean(np.diagonal(kn))
+    res = cg_solve(op, v, noise=noise, tol=1e-11, rank=30)
+    ref = np.linalg.solve(kn + noise * np.eye(400), v)
+    assert res.converged and np.linalg.norm(res.solution - ref) <= 1e-8 * np.linalg.norm(ref)
+    with pytest.raises(TypeError, match="jax.Array"):
+        distributed.ShardedRows(kn)

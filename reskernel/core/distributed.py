@@ -32,15 +32,17 @@ from pathlib import Path
 from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from .. import _checks
+from ..precision import enable_x64
 from . import blocked, precise
 from .analytic import Kernel, _check_get, plan, prepare
 from .tiles import TILE
 
-__all__ = ["initialize", "check_agreement", "fields", "gather", "refine", "row_blocks", "write_kernel",
-           "read_kernel", "missing_blocks", "Written", "FORMAT"]
+__all__ = ["initialize", "check_agreement", "fields", "gather", "refine", "ShardedRows", "row_blocks",
+           "write_kernel", "read_kernel", "missing_blocks", "Written", "FORMAT"]
 
 FORMAT = "reskernel-kernel-store/1"
 
@@ -149,9 +151,6 @@ def refine(outs, x1, x2, cubics):
     n1 = x1.shape[0]
     size = min(n1, 1 << int(np.ceil(np.log2(rows.size))))
     idx = np.concatenate([rows, np.full(size - rows.size, rows[0])])
-    from ..precision import enable_x64
-    import jax.numpy as jnp
-
     with enable_x64():
         vals = precise._rows64(jnp.asarray(x1[idx], jnp.float64), jnp.asarray(x1 if symmetric else x2, jnp.float64),
                                jnp.asarray(cubics), jnp.asarray(idx), symmetric)
@@ -173,6 +172,73 @@ def refine(outs, x1, x2, cubics):
             parts.append(jax.device_put(local, s.device))
         new.append(jax.make_array_from_single_device_arrays(o.shape, o.sharding, parts))
     return tuple(new)
+
+
+@jax.jit
+def _gemm(k, v):
+    return jnp.dot(k.astype(jnp.float64), v, precision=jax.lax.Precision.HIGHEST)
+
+
+class ShardedRows:
+    """A kernel sharded by rows over processes (sharded_kernel's result) as a cg_solve operator.
+
+    Every process calls cg_solve(ShardedRows(k), ...) with the same right-hand sides and
+    settings; each product and read is computed by each process on its own rows (float64
+    products on its devices) and the pieces exchanged with one process_allgather, so every
+    process holds the same (n, m) float64 results and runs the same iterations. Memory per
+    process: its rows of K plus a few (n, m) float64 arrays (times the process count, briefly,
+    in the exchange). `rows` reads columns (K[:, idx]^T): it assumes K symmetric, as the
+    training kernel of cg_solve is.
+
+    Args:
+      k: a jax.Array (n1, n2) sharded by rows (e.g. sharded_kernel(..., get="ntk")).
+    """
+
+    def __init__(self, k):
+        if not isinstance(k, jax.Array) or k.ndim != 2:
+            raise TypeError(f"k must be a 2-d jax.Array sharded by rows, got {type(k).__name__} "
+                            f"{getattr(k, 'shape', '')}")
+        self.k, self.shape, self.dtype = k, tuple(k.shape), np.dtype(k.dtype)
+        seen = {}
+        for s in k.addressable_shards:
+            r = range(k.shape[0])[s.index[0]]
+            if s.index[1] != slice(None) and range(k.shape[1])[s.index[1]] != range(k.shape[1]):
+                raise ValueError("k must be sharded by rows only (each shard holding whole rows)")
+            seen.setdefault((r.start, r.stop), s.data)
+        self._parts = sorted(seen.items())
+
+    def _collect(self, pieces, m):
+        """(n1, m) float64 on every process from this process's (r0, r1, values) pieces."""
+        full = np.zeros((self.shape[0], m))
+        count = np.zeros(self.shape[0])
+        for (r0, r1), v in pieces:
+            full[r0:r1] = v
+            count[r0:r1] = 1
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            full = np.asarray(multihost_utils.process_allgather(full)).sum(axis=0)
+            count = np.asarray(multihost_utils.process_allgather(count)).sum(axis=0)
+        if not (count > 0).all():
+            raise ValueError("k's shards do not cover every row")
+        return full / count[:, None]
+
+    def matmul(self, v):
+        v = np.ascontiguousarray(v, np.float64)
+        with enable_x64():
+            vd = jnp.asarray(v)
+            pieces = [(r, np.asarray(_gemm(data, vd))) for r, data in self._parts]
+        return self._collect(pieces, v.shape[1])
+
+    def rows(self, idx):
+        idx = np.asarray(idx)
+        pieces = [(r, np.asarray(data[:, idx], np.float64)) for r, data in self._parts]
+        return self._collect(pieces, idx.size).T
+
+    def diagonal(self):
+        pieces = [((r0, r1), np.diagonal(np.asarray(data[:, r0:r1], np.float64))[:, None])
+                  for (r0, r1), data in self._parts]
+        return self._collect(pieces, 1)[:, 0]
 
 
 def row_blocks(n: int, block: int):

@@ -191,8 +191,15 @@ class _Matrix:
         return np.asarray(np.diagonal(self.a) if self.host else jnp.diagonal(self.a), np.float64)
 
 
+def _is_operator(k):
+    """An object with KernelBlocks' interface (shape, dtype, matmul, rows, diagonal) that is not an
+    array, e.g. reskernel.core.distributed.ShardedRows: used as it is."""
+    return (not isinstance(k, (np.ndarray, jax.Array))
+            and all(hasattr(k, a) for a in ("shape", "dtype", "matmul", "rows", "diagonal")))
+
+
 def _operator(name, k, block, *, square):
-    op = k if isinstance(k, KernelBlocks) else _Matrix(name, k, block)
+    op = k if isinstance(k, KernelBlocks) or _is_operator(k) else _Matrix(name, k, block)
     if square and op.shape[0] != op.shape[1]:
         raise ValueError(f"{name} must be square (n, n), the training kernel; got shape {op.shape}"
                          + (" (a KernelBlocks with x2: pass x2=None)" if isinstance(k, KernelBlocks) else ""))
@@ -201,7 +208,7 @@ def _operator(name, k, block, *, square):
 
 def _check_symmetric(op, diag):
     """A sample of 256 entry pairs K[i, j], K[j, i] of a matrix kernel: CG needs K symmetric."""
-    if isinstance(op, KernelBlocks):
+    if not isinstance(op, _Matrix):
         return
     rng = np.random.default_rng(0)
     i, j = rng.integers(0, op.shape[0], size=(2, 256))
@@ -237,7 +244,8 @@ def cg_solve(k, b, *, noise: float, tol: float = 1e-8, maxiter: Optional[int] = 
 
     Args:
       k: the training kernel (n, n), symmetric positive semi-definite: a matrix (NumPy,
-        np.memmap, jax.Array; float32 or float64) or a KernelBlocks with x2 None.
+        np.memmap, jax.Array; float32 or float64), a KernelBlocks with x2 None, or an object with
+        KernelBlocks' methods (e.g. reskernel.core.distributed.ShardedRows: rows on several processes).
       b: right-hand sides, (n,) or (n, k) (e.g. one-hot labels of 10 classes).
       noise: >= 0, added to K's diagonal (absolute; e.g. 1e-6 * mean diagonal). > 0 with a
         preconditioner.
