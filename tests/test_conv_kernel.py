@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from reskernel.core import conv
 from reskernel.core.analytic import kernel
 from reskernel.core.conv import BLOCK_ARRAYS, _block, block_bytes, conv_kernel
 from reskernel.core.conv_arch import ConvNet, ConvResNet
@@ -142,9 +143,11 @@ def test_matches_loop_reference(arch, trained, shape):
     np.testing.assert_allclose(got.ntk, got.ntk.T, rtol=0, atol=1e-14 * np.abs(got.ntk).max())
 
 
-def test_tanh_matches_quadrature():
-    """Numerical duals (the Hermite series, per-position terms from the host) against the 2-D
-    trapezoidal rule, on images whose positions see different variances (zero padding)."""
+def test_tanh_matches_quadrature(monkeypatch):
+    """Numerical duals (the Hermite series, per-position terms from the host, whose diagonal pass
+    runs here one image at a time) against the 2-D trapezoidal rule, on images whose positions
+    see different variances (zero padding)."""
+    monkeypatch.setattr(conv, "CHUNK", 1)
     arch = ConvResNet(2, gamma=0.5, filter_size=3, readout="gap", activation="tanh", b_var=0.1)
     x = 0.7 * images((2, 3, 3, 1), seed=3)
     with enable_x64():

@@ -32,7 +32,7 @@ from . import _conv_maps as maps
 from .analytic import Kernel, _check_get, result
 from .arch import check_trained
 from .conv_arch import ConvNet, check_conv_arch, image_shape
-from .general import check_values
+from .general import TERMS_BYTES, check_values
 from .tiles import GET, _jit
 
 __all__ = ["conv_kernel", "block_bytes", "BLOCK_ARRAYS", "BLOCK_BYTES"]
@@ -189,6 +189,34 @@ def _check_block(block, arch, shape, itemsize):
     return _checks.positive_int("block", block)
 
 
+# Images per chunk of the host's float64 diagonal pass (its memory: a few arrays of CHUNK H W).
+CHUNK = 1024
+
+
+def _diagonal_terms(arch, x, trained, dtype):
+    """Every image's same-position pass through the depth (host float64, in chunks of images):
+    the kernels' largest entry checked against dtype's range, and for a numerical activation its
+    per-layer, per-position series terms (leaves (L, n, H, W, ...)); () for closed forms."""
+    exact = arch.activation.exact
+    top, seen = 0.0, []
+    for start in range(0, x.shape[0], CHUNK):
+        chunk = maps.self_gram(np.asarray(x[start:start + CHUNK], np.float64))
+        s, t = maps.diagonal(arch, chunk, trained)
+        top = max(top, t)
+        if not exact:
+            seen.append(s)
+    check_values(arch, top, dtype)
+    if exact:
+        return ()
+    terms = arch.activation.row_terms(np.concatenate(seen, axis=1))
+    size = sum(int(t.nbytes) for t in terms)
+    if size > TERMS_BYTES:   # copied to the device block by block, but held whole on the host
+        raise ValueError(f"the numerical activation {arch.activation.label} needs {size / 2 ** 30:.1f} GiB of series "
+                         f"terms (every layer, image and position), beyond {TERMS_BYTES / 2 ** 30:.0f} GiB: fewer "
+                         "images per call (split x1 / x2), fewer layers, or a closed-form activation")
+    return terms
+
+
 def _pad(x, rows):
     """x with rows - len(x) copies of its first image appended (the last block's padding)."""
     extra = rows - x.shape[0]
@@ -239,10 +267,7 @@ def conv_kernel(arch, x1, x2=None, *, all_depths=False, trained="hidden", get=No
     block = _check_block(block, arch, x1.shape, dtype.itemsize)
     a = np.asarray(x1)
     b = a if x2 is None else np.asarray(x2)
-    seen, top = maps.diagonal(arch, np.concatenate([maps.self_gram(v.astype(np.float64)) for v in
-                                                    ((a,) if x2 is None else (a, b))]), trained)
-    check_values(arch, top, dtype)
-    terms = () if exact else arch.activation.row_terms(seen)
+    terms = _diagonal_terms(arch, a if x2 is None else np.concatenate([a, b]), trained, dtype)
     n1, n2 = a.shape[0], b.shape[0]
     e1, e2 = min(block, n1), min(block, n2)
     nb1, nb2 = -(-n1 // e1), -(-n2 // e2)
