@@ -18,6 +18,10 @@ CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 # name: (module, attribute, one line for `reskernel --help`)
 _COMMANDS = {
+    "curves": ("reskernel.studies.learning_curves", "curves_command",
+               "Learning curves: ten-class test accuracy vs training-set size, model chosen on validation."),
+    "depths": ("reskernel.studies.depth_ten", "depths_command",
+               "Ten-class accuracy vs depth: FFNet/ResNet NNGP and NTK (to L = 10,000) and trained networks."),
     "fromage": ("reskernel.studies.training.commands", "fromage_command",
                 "Fromage vs SGD/Adam/LARS on MLPs of growing depth (Bernstein et al. 2020)."),
     "lengths": ("reskernel.studies.lengths", "lengths_command",

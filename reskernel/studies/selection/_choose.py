@@ -50,10 +50,12 @@ def _scopes(rows, criterion):
     return ["all"] + [f"{a} {k}" for a, k in pairs]
 
 
-def choose(rows, criteria=CRITERIA) -> list:
+def choose(rows, criteria=CRITERIA, *, keep=()) -> list:
     """One choice per (criterion, scope) that has candidates: dicts with criterion, scope,
     candidates (how many models it chose among), the model's fields (MODEL_FIELDS, gamma,
-    in_var) and its validation scores (val_accuracy, val_mse, lml, amplitude)."""
+    in_var), its validation scores (val_accuracy, val_mse, lml, amplitude) and the chosen row's
+    fields named in `keep` (e.g. "noise" where the rows differ in it; equal scores go to the
+    first such row in the order given)."""
     out = []
     for criterion in criteria:
         for scope in _scopes(rows, criterion):
@@ -63,5 +65,6 @@ def choose(rows, criteria=CRITERIA) -> list:
             best = max(cands, key=lambda r: _score(r, criterion))   # max keeps the first of equals
             out.append({"criterion": criterion, "scope": scope, "candidates": len(cands),
                         **{k: best[k] for k in MODEL_FIELDS + ("gamma", "in_var")},
-                        **{k: best.get(k) for k in ("val_accuracy", "val_mse", "lml", "amplitude")}})
+                        **{k: best.get(k) for k in ("val_accuracy", "val_mse", "lml", "amplitude")},
+                        **{k: best.get(k) for k in keep}})
     return out

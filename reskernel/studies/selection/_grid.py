@@ -84,10 +84,15 @@ def scores(mean, split) -> tuple:
     return (float(np.mean(np.argmax(mean, axis=-1) == split.labels)), float(np.mean((mean - split.y) ** 2)))
 
 
-def unit_rows(base, point, depths, names, train: Split, val: Split, *, precision, trained, noise, dim) -> list:
+def unit_rows(base, point, depths, names, train: Split, val: Split, *, precision, trained, noise, dim,
+              noises=None) -> list:
     """The rows of one grid point (arch, activation, w_var, b_var): every depth and kernel,
     with its validation accuracy and MSE and, for the NNGP, the log marginal likelihood of the
-    training targets at the optimal amplitude. Only training and validation data come in."""
+    training targets at the optimal amplitude. Only training and validation data come in.
+
+    noises: None, or a sequence of noises (ridges relative to the mean diagonal) that replaces
+    `noise`: the kernels are computed once and every noise gets its own rows, each with its
+    value in the row's "noise" field (the learning-curve study selects the ridge this way)."""
     arch, activation, w_var, b_var = point
     fam = family(arch, activation, w_var, b_var, dim)
     start = time.perf_counter()
@@ -97,26 +102,31 @@ def unit_rows(base, point, depths, names, train: Split, val: Split, *, precision
     kernel_s = round(time.perf_counter() - start, 3)
     rows = []
     start = time.perf_counter()
-    for name in names:
-        for d in depths:
-            row = dict(base, arch=arch, gamma=gamma_of(arch), activation=activation, w_var=w_var, b_var=b_var,
-                       in_var=w_var / dim, kernel=name, depth=int(d), val_accuracy=None, val_mse=None, lml=None,
-                       amplitude=None, jitter=None, cond=None, status="ok", kernel_s=kernel_s)
-            why = next((k for k in (k_tr[d], k_va[d]) if isinstance(k, str)), None)
-            if why is not None:
-                row["status"] = f"kernel failed: {why}"
+    # the kernels above serve every noise: one factorization per (noise, kernel, depth)
+    for nz in ([noise] if noises is None else [float(v) for v in noises]):
+        for name in names:
+            for d in depths:
+                row = dict(base, arch=arch, gamma=gamma_of(arch), activation=activation, w_var=w_var, b_var=b_var,
+                           in_var=w_var / dim, kernel=name, depth=int(d), val_accuracy=None, val_mse=None, lml=None,
+                           amplitude=None, jitter=None, cond=None, status="ok", kernel_s=kernel_s)
+                if noises is not None:
+                    row["noise"] = nz
+                why = next((k for k in (k_tr[d], k_va[d]) if isinstance(k, str)), None)
+                if why is not None:
+                    row["status"] = f"kernel failed: {why}"
+                    rows.append(row)
+                    continue
+                try:
+                    f, scale = factorize(k_tr[d][name], nz, precision)
+                    acc, mse = scores(gp_posterior(f, train.y, k_va[d][name]).mean, val)
+                    row.update(val_accuracy=acc, val_mse=mse, jitter=float(f.jitter) / scale, cond=finite(f.cond))
+                    if name == "nngp":
+                        amp = optimal_amplitude(f, train.y)
+                        row.update(lml=float(log_marginal_likelihood(f, train.y, amplitude=amp)),
+                                   amplitude=float(amp))
+                except (ValueError, np.linalg.LinAlgError, FloatingPointError) as e:
+                    row["status"] = f"solve failed: {e}"
                 rows.append(row)
-                continue
-            try:
-                f, scale = factorize(k_tr[d][name], noise, precision)
-                acc, mse = scores(gp_posterior(f, train.y, k_va[d][name]).mean, val)
-                row.update(val_accuracy=acc, val_mse=mse, jitter=float(f.jitter) / scale, cond=finite(f.cond))
-                if name == "nngp":
-                    amp = optimal_amplitude(f, train.y)
-                    row.update(lml=float(log_marginal_likelihood(f, train.y, amplitude=amp)), amplitude=float(amp))
-            except (ValueError, np.linalg.LinAlgError, FloatingPointError) as e:
-                row["status"] = f"solve failed: {e}"
-            rows.append(row)
     for r in rows:
         r["solve_s"] = round((time.perf_counter() - start) / max(len(rows), 1), 4)
     return rows
