@@ -5,7 +5,8 @@ reskernel.core.distributed.initialize and then compute the same kernel: rk.ResNe
 gamma=1) NTK and NNGP of n unit-norm Gaussian inputs (d = 784, float32, seed 0), rows sharded
 over the P processes' devices (reskernel.sharded_kernel over the global mesh), each process its
 own n / P rows. Per process: start-up (import + initialize), the first call (tables, compilation
-and compute) and the best of --repeats warm calls (compute alone), the gather of the whole
+and compute) and the best of --repeats warm calls (compute alone), each as wall time and as the
+process's CPU time (all its threads; less disturbed by other load than wall), the gather of the whole
 kernel to every host (process_allgather), and peak RSS (getrusage ru_maxrss). Wall: from the
 start of the processes until the last exits. With --store, the same kernel is also written to
 a disk store (write_kernel, row blocks of --block) and timed.
@@ -41,12 +42,14 @@ def worker(task):
     x = C.unit_inputs(task["n"], task["d"])
     arch = rk.ResNet(task["depth"], gamma=1.0)
     out = {"startup_s": time.perf_counter() - t0, "devices": len(jax.devices()), "local": len(jax.local_devices())}
-    times = []
+    times, cpu = [], []
     for _ in range(1 + task["repeats"]):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         k = jax.block_until_ready(rk.sharded_kernel(arch, x, method=task["method"]))
         times.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
     out["first_s"], out["warm_s"] = times[0], min(times[1:]) if times[1:] else None
+    out["first_cpu_s"], out["warm_cpu_s"] = cpu[0], min(cpu[1:]) if cpu[1:] else None
     out["rows"] = sorted(int(s.index[0].start or 0) for s in k.ntk.addressable_shards)
     t = time.perf_counter()
     full = distributed.gather(k.ntk)
@@ -104,7 +107,7 @@ def main(argv=None):
     out = {"machine": C.machine(), "args": vars(args), "runs": []}
     print(f"ResNet({args.depth}, gamma=1) NTK + NNGP, n = {args.n}, d = {args.d}, float32, method={args.method}; "
           f"load average at start {os.getloadavg()}", flush=True)
-    head = (f"{'P':>2} {'wall s':>7} {'start s':>8} {'first s':>8} {'warm s':>7} {'gather s':>8} "
+    head = (f"{'P':>2} {'wall s':>7} {'start s':>8} {'first s':>8} {'warm s':>7} {'warm CPU s':>10} {'gather s':>8} "
             + (f"{'store s':>8} " if args.store else "") + f"{'peak RSS MB':>11}  (per process: max over processes)")
     print(head, flush=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -118,6 +121,7 @@ def main(argv=None):
                 vals = [q[key] for q in pp if q.get(key) is not None]
                 return max(vals) if vals else float("nan")
             print(f"{p:>2} {r['wall_s']:>7.1f} {top('startup_s'):>8.1f} {top('first_s'):>8.1f} {top('warm_s'):>7.2f} "
+                  f"{top('warm_cpu_s'):>10.2f} "
                   f"{top('gather_s'):>8.2f} " + (f"{top('store_s'):>8.1f} " if args.store else "")
                   + f"{top('peak_rss_mb'):>11.0f}  load {r['loadavg_after'][0]:.1f}", flush=True)
     sums = {r["per_process"][0]["checksum"] for r in out["runs"]}
