@@ -2,11 +2,9 @@
 
 usage: python tests/distributed_worker.py '<json>' with keys
   mode: "kernels" (sharded kernels in `dtypes`, gathered; with "cg": true, cg_solve on the sharded
-        float64 NTK; written to a store with "store": true;
-        then, with "mismatch": true,
-        process 1 passes other inputs, shapes, arch, each of which must raise), "store" (the
-        store only) or "reference" (one process over `devices` CPU devices: what the others
-        must equal);
+        float64 NTK; with "mismatch": true, process 1 then passes other inputs, shapes, arch,
+        each of which must raise; with "store": true, then written to a store) or "reference"
+        (one process over `devices` CPU devices: what the others must equal);
   port, processes, process_id, out (a folder: this process writes out/<mode>_<id>.npz or .json),
   folder (the store), die_after_first (a process id that SIGKILLs itself after its first block).
 Inputs: `inputs(n, d, dtype)` below, the same in every process.
@@ -110,12 +108,12 @@ def main():
         for p in (2, 4):
             res.update({f"{k}_{p}": v for k, v in kernels(row_mesh(jax.devices()[:p]), ARGS["dtypes"][str(p)]).items()})
         np.savez(out.with_suffix(".npz"), **res)
-    elif mode == "kernels":
-        np.savez(out.with_suffix(".npz"), **kernels(None, ARGS["dtypes"]), **(store() if ARGS.get("store") else {}))
+    else:  # kernels saved before the store starts (whose first collective every process then passed)
+        np.savez(out.with_suffix(".npz"), **kernels(None, ARGS["dtypes"]))
         if ARGS.get("mismatch"):
             out.with_suffix(".json").write_text(json.dumps(mismatch()))
-    else:
-        np.savez(out.with_suffix(".npz"), **store())
+        if ARGS.get("store"):
+            np.savez(out.parent / f"store_{jax.process_index()}.npz", **store())
     print("done", mode, jax.process_index(), flush=True)
 
 
