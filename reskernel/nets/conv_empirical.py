@@ -144,9 +144,9 @@ def empirical_kernel(net: ConvNetwork, params, x1, x2=None, *, trained="hidden",
       trained: "hidden" (the analytic default) or "all", as for the dense nets.
       method: "structured" (no Jacobians formed) or "jacobian".
       batch_size: images per row block (the last padded: every block has one shape, one
-        compilation). "structured" keeps every block's layer inputs and
-        backward vectors, ~(2 depth + 2) n H W C numbers in all (ConvResNet: twice that), and
-        a pair of blocks needs ~2 batch_size k^2 C^2 more (one layer's filter gradients).
+        compilation). "structured" keeps every block's layer inputs and backward vectors,
+        ~2 depth n H W C numbers in all (ConvResNet: ~4 depth n H W C), and a pair of blocks
+        needs ~2 batch_size k^2 C^2 more (one layer's filter gradients per block).
     Returns:
       Kernel(nngp, ntk), each (n1, n2), in params' dtype (the images are cast to it). Their
       expectation over initializations is the analytic kernel of the same `trained` choice.
@@ -187,9 +187,13 @@ def empirical_kernel(net: ConvNetwork, params, x1, x2=None, *, trained="hidden",
             (ja, ha), (jb, hb) = jac1[i], jac2[j]
             return ha @ hb.T + net.arch.b_var, ja @ jb.T
 
+    done = {}
+    for i in range(len(b1)):
+        for j in range(len(b2)):  # x2 None: the blocks below the diagonal are those above, transposed
+            done[i, j] = block(i, j) if x2 is not None or j >= i else tuple(k.T for k in done[j, i])
     rows_nngp, rows_ntk = [], []
     for i in range(len(b1)):
-        cols = [block(i, j) for j in range(len(b2))]
+        cols = [done[i, j] for j in range(len(b2))]
         rows_nngp.append(jnp.concatenate([c[0] for c in cols], axis=1))
         rows_ntk.append(jnp.concatenate([c[1] for c in cols], axis=1))
     n1, n2 = x1.shape[0], (x1 if x2 is None else x2).shape[0]
