@@ -1,6 +1,6 @@
 """`reskernel depths`: the ten-class depth study (kernels to depth 10,000 for the FFNet, trained
 finite networks where they fit) on MNIST or CIFAR-10. --small fills every option not given with
-sizes that run in about a minute."""
+sizes that take about a minute of CPU."""
 from pathlib import Path
 
 import click

@@ -12,9 +12,15 @@ __all__ = ["plot_depths"]
 _NAMES = {"mnist": "MNIST", "cifar10": "CIFAR-10"}
 
 
+_COLORS = {"ffnet": "C0", "resnet:0.5": "C1", "resnet:0.75": "C2", "resnet:1": "C3"}
+
+
 def _color(arch, archs):
-    order = sorted(archs, key=lambda a: (a != "ffnet", a))
-    return f"C{order.index(arch) % 10}"
+    """One colour per arch in every panel (the usual four fixed; others after them)."""
+    if arch in _COLORS:
+        return _COLORS[arch]
+    others = sorted(a for a in archs if a not in _COLORS)
+    return f"C{(4 + others.index(arch)) % 10}"
 
 
 def plot_depths(kernel_rows: dict, net_rows: dict, path) -> Path:
@@ -61,6 +67,8 @@ def plot_depths(kernel_rows: dict, net_rows: dict, path) -> Path:
                               f"steps", fontsize=9)
                 ax2.legend(fontsize=6, loc="lower left")
                 ax2.set_xscale("log")
+                ax2.set_xticks(sorted({r["depth"] for r in nets}))
+                ax2.xaxis.set_minor_locator(mticker.NullLocator())
                 ax2.xaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}"))
                 ax2.set_xlabel("depth L")
                 ax2.set_ylabel("test accuracy")
