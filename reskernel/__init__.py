@@ -7,6 +7,7 @@ check them against.
     ff = rk.FeedForward(depth=20, w_var=1.45, b_var=0.28, activation="tanh")
     p = rk.signal_propagation(ff)                                # q*, c*, chi_1, xi_q, xi_c, phase
     net = rk.network(rk.FeedForward(depth=10), width=1024)
+    kc = rk.kernel(rk.ConvResNet(depth=20, gamma=0.5, readout="gap"), images)  # images (n, H, W, C)
     e = rk.empirical_kernel(net, net.init(key, d), x1, x2)
     p = rk.predict(rk.FeedForward(depth=20), x_train, y_train, x_test, times=np.inf)  # NNGP posterior, NTK ensemble
 """
@@ -27,13 +28,17 @@ _MODULES = {
     "networks": "reskernel.nets.networks", "depth_study": "reskernel.studies.depth_study",
     "lengths": "reskernel.studies.lengths", "shortcut": "reskernel.studies.shortcut",
     "sweeps": "reskernel.studies.sweeps", "training": "reskernel.studies.training",
+    "conv": "reskernel.core.conv", "conv_arch": "reskernel.core.conv_arch", "distributed": "reskernel.core.distributed",
 }
 _NAMES = {
     "Kernel": "reskernel.core.analytic", "correlation_kernels": "reskernel.core.analytic",
     "correlations": "reskernel.core.analytic", "kernel": "reskernel.core.analytic",
     "TRAINED": "reskernel.core.arch", "FeedForward": "reskernel.core.arch", "ResNet": "reskernel.core.arch",
     "blocked_kernel": "reskernel.core.blocked", "row_mesh": "reskernel.core.blocked",
-    "sharded_kernel": "reskernel.core.blocked", "empirical_kernel": "reskernel.nets.empirical",
+    "sharded_kernel": "reskernel.core.blocked", "row_block": "reskernel.core.blocked",
+    "ConvNet": "reskernel.core.conv_arch", "ConvResNet": "reskernel.core.conv_arch", "conv_kernel": "reskernel.core.conv",
+    "write_kernel": "reskernel.core.distributed", "read_kernel": "reskernel.core.distributed",
+    "ShardedRows": "reskernel.core.distributed", "empirical_kernel": "reskernel.nets.empirical",
     "Network": "reskernel.nets.networks", "network": "reskernel.nets.networks",
     "Numerical": "reskernel.core.quadrature",
     "signal_propagation": "reskernel.core.signal", "critical_line": "reskernel.core.signal",
@@ -45,7 +50,7 @@ _NAMES = {
     "ntk_ensemble": "reskernel.inference", "Prediction": "reskernel.inference", "predict": "reskernel.inference",
 }
 
-__all__ = sorted(set(_NAMES) | {"signal", "activations", "quadrature", "analytic", "blocked", "data", "depth_study", "inference", "lengths", "limits",
+__all__ = sorted(set(_NAMES) | {"conv", "conv_arch", "distributed", "signal", "activations", "quadrature", "analytic", "blocked", "data", "depth_study", "inference", "lengths", "limits",
                                 "nets", "precision", "regression", "shortcut", "studies", "sweeps", "training",
                                 "core"})
 
