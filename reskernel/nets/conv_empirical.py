@@ -146,7 +146,9 @@ def empirical_kernel(net: ConvNetwork, params, x1, x2=None, *, trained="hidden",
       batch_size: images per row block (the last padded: every block has one shape, one
         compilation). "structured" keeps every block's layer inputs and backward vectors,
         ~2 depth n H W C numbers in all (ConvResNet: ~4 depth n H W C), and a pair of blocks
-        needs ~2 batch_size k^2 C^2 more (one layer's filter gradients per block).
+        needs ~2 batch_size k^2 C^2 more (one layer's filter gradients per block). Each pair
+        forms both blocks' filter gradients afresh (memory stays bounded): ~n^2 / batch_size
+        H W k^2 C^2 multiply-adds per layer, so larger blocks are faster while memory allows.
     Returns:
       Kernel(nngp, ntk), each (n1, n2), in params' dtype (the images are cast to it). Their
       expectation over initializations is the analytic kernel of the same `trained` choice.
