@@ -14,7 +14,7 @@ import reskernel as rk
 from reskernel.inference import (CholeskyFactor, cholesky_factor, eigh_factor, gp_posterior, ntk_ensemble, predict)
 from reskernel.inference import ensemble
 from reskernel.inference.regression import gd_predictions
-from reskernel.nets.networks import param_groups
+from reskernel.studies.uncertainty._trainer import train_networks
 from conftest import assert_close
 
 
@@ -221,31 +221,10 @@ def test_predict_equals_kernel_level_calls(x64):
 
 def _train(arch, trained, width, x_tr, y_tr, x_te, lr, steps, seeds):
     """Test outputs (seeds, len(steps), m) of networks trained by full-batch gradient descent on
-    (1/2) sum (f - y)^2, only the parameters of `trained` moving (the others keep their init)."""
-    net, lr = rk.network(arch, width), float(lr)    # a Python float keeps the float32 updates float32
-    names = param_groups(arch, trained)
-    x_tr, x_te, y_tr = (jnp.asarray(a, jnp.float32) for a in (x_tr, x_te, y_tr))
-    gaps = np.diff([0, *steps])
-
-    def one(key):
-        params = net.init(key, x_tr.shape[1], dtype=jnp.float32)
-        fixed = {k: v for k, v in params.items() if k not in names}
-        moving = {k: params[k] for k in names}
-        loss = lambda p: 0.5 * jnp.sum((net.apply({**p, **fixed}, x_tr) - y_tr) ** 2)   # noqa: E731
-
-        def step(p, _):
-            return jax.tree.map(lambda a, g: a - lr * g, p, jax.grad(loss)(p)), None
-
-        outs = []
-        for gap in gaps:
-            if gap:
-                moving, _ = jax.lax.scan(step, moving, None, length=int(gap))
-            outs.append(net.apply({**moving, **fixed}, x_te))
-        return jnp.stack(outs)
-
-    # seeds one after another (lax.map): one net's weights and gradients stay in cache (vmap: 1.5x slower)
+    (1/2) sum (f - y)^2, only the parameters of `trained` moving (the studies' trainer)."""
     keys = jax.random.split(jax.random.PRNGKey(0), seeds)
-    return np.asarray(jax.jit(lambda k: jax.lax.map(one, k))(keys), np.float64)
+    return train_networks(arch, width, x_tr, np.asarray(y_tr)[:, None], x_te, lr=float(lr), steps=steps,
+                          keys=keys, trained=trained).outputs[..., 0]
 
 
 @pytest.mark.parametrize("trained", ["all", "hidden"])
