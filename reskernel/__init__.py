@@ -39,7 +39,7 @@ _NAMES = {
     "ConvNet": "reskernel.core.conv_arch", "ConvResNet": "reskernel.core.conv_arch", "conv_kernel": "reskernel.core.conv",
     "write_kernel": "reskernel.core.distributed", "read_kernel": "reskernel.core.distributed",
     "ShardedRows": "reskernel.core.distributed", "empirical_kernel": "reskernel.nets.empirical",
-    "Network": "reskernel.nets.networks", "network": "reskernel.nets.networks",
+    "Network": "reskernel.nets.networks", "ConvNetwork": "reskernel.nets.conv", "network": "reskernel.nets.networks",
     "Numerical": "reskernel.core.quadrature",
     "signal_propagation": "reskernel.core.signal", "critical_line": "reskernel.core.signal",
     "CholeskyFactor": "reskernel.inference", "EighFactor": "reskernel.inference",
