@@ -16,7 +16,7 @@ from reskernel.studies.selection import family
 from reskernel.studies.selection._grid import Split
 from reskernel.studies.uncertainty._trainer import MultiOutput, train_networks
 
-KW = dict(n_train=40, n_test=60, archs="ffnet,resnet:1", w_var=2.0, b_var=0.1, depths="1,2", ffnet_depths="1,2,20",
+KW = dict(n_train=40, n_test=40, archs="ffnet,resnet:1", w_var=2.0, b_var=0.1, depths="1,2", ffnet_depths="1,2,20",
           progress=False)
 
 
@@ -28,7 +28,7 @@ def kernels(tmp_path_factory):
 
 def test_depth_one_nngp_accuracy_equals_a_direct_computation(kernels):
     _, res = kernels
-    ds = ten_class("mnist", 40, 0, 60)
+    ds = ten_class("mnist", 40, 0, 40)
     w, b, d = 2.0, 0.1, ds.dim
     # Lee et al.'s ReLU NNGP at depth 1, float64: K^0 = w x.x'/d + b, K^1 = b + w E[relu(u) relu(v)]
     def nngp(x1, x2):

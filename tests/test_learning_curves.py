@@ -14,7 +14,7 @@ from reskernel.studies import learning_curves
 from reskernel.studies.learning_curves import _run
 
 GRID = dict(archs="ffnet", activations="relu", w_vars="1.5,2.5", b_vars="0.1", depths="1,2", kernels="nngp")
-SIZES = dict(sizes="20,40", n_val=30, n_test=60)
+SIZES = dict(sizes="20,40", n_val=20, n_test=20)
 NOISES = (1e-10, 0.1)
 
 
@@ -46,7 +46,7 @@ def _relu_nngp(x1, x2, depth, w_var, b_var):
 
 def test_curve_point_equals_a_direct_kernel_ridge_solve(base):
     _, res = base
-    ds = ten_class("mnist", None, 30, 60)
+    ds = ten_class("mnist", None, 20, 20)
     for c in res["curve"]:
         train = _run.nested_split(_run.Split(ds.x_train, ds.y_train, ds.labels_train), c["n_train"])
         k = _relu_nngp(train.x, train.x, c["depth"], c["w_var"], c["b_var"])
