@@ -33,7 +33,8 @@ def test_commands_registered():
     assert {"demo", "lengths", "shortcut", "regress", "sweep", "skipinit", "fromage"} <= set(main.list_commands(ctx))
 
 
-COMMANDS = {"demo", "lengths", "shortcut", "regress", "sweep", "skipinit", "fromage", "phases", "select", "uncertainty"}
+COMMANDS = {"demo", "lengths", "shortcut", "regress", "sweep", "skipinit", "fromage", "phases", "select", "uncertainty",
+            "curves", "depths"}
 
 
 def _run(args):
