@@ -9,7 +9,8 @@ forward order, each stored (fan_in, fan_out) as stax does). A case that also has
 "layer" (a stax activation: [name, *args], e.g. ["ABRelu", -0.5, 1.5], or
 ["ElementwiseNumerical", "tanh", deg] for jnp.tanh by Gauss-Hermite quadrature of degree deg;
 "degs": [deg, ...] computes it at each) and "w_var", "b_var", "in_var", "out_var" is the net
-of `stax_mapped` (analytic kernels only). Imports neither reskernel nor anything of the main
+of `stax_mapped` (analytic kernels only). A case of kind "convnet" or "convresnet" is a
+convolutional net, computed by tests/nt_reference/conv_compute.py (see there). Imports neither reskernel nor anything of the main
 environment. `stax_net` is also imported by
 benchmarks/nt_worker.py (importing this module leaves float64 off; `main` turns it on), as is
 `shim_structured_derivatives`, which lets neural-tangents' implementation 3 run on jax 0.5.3.
@@ -111,6 +112,10 @@ def main(cases_path, inputs_path, out_path):
     out = {"jax_version": np.array(jax.__version__), "nt_version": np.array(nt.__version__)}
     for case in cases:
         name = case["name"]
+        if case["kind"] in ("convnet", "convresnet"):  # tests/test_reference_nt_conv.py
+            import conv_compute
+            conv_compute.compute_case(case, x1, x2, out)
+            continue
         if "layer" in case:
             _mapped(case, x1, x2, out)
             continue
