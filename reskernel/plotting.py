@@ -60,10 +60,15 @@ def figure(ncols: int = 1, *, nrows: int = 1, width: float = 6.0, height: float 
 
 
 def unlabelled_axes(fig) -> list:
-    """Titles (or indices) of the panels of `fig` that show data but lack an x or y label."""
+    """Titles (or indices) of the panels of `fig` that show data but lack an x or y label (a colour
+    bar: a label)."""
     out = []
     for i, ax in enumerate(fig.get_axes()):
         if not ax.get_visible() or not (ax.lines or ax.collections or ax.images or ax.patches or ax.containers):
+            continue
+        if getattr(ax, "_colorbar", None) is not None:   # a colour bar: its label is on its long axis only
+            if not (ax.get_xlabel().strip() or ax.get_ylabel().strip()):
+                out.append(f"colour bar {i}")
             continue
         if not ax.get_xlabel().strip() or not ax.get_ylabel().strip():
             out.append(ax.get_title() or f"axes {i}")
