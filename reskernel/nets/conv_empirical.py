@@ -23,12 +23,12 @@ from ..core.analytic import Kernel
 from ..core.arch import check_trained
 from ..core.conv_arch import ConvNet, image_shape
 from .conv import ConvNetwork, _forward, conv
+from .empirical import _READOUT, _jacobian_block
 from .networks import param_groups
 
 __all__ = ["empirical_kernel", "METHODS"]
 
 METHODS = ("structured", "jacobian")
-_READOUT = ("readout", "readout_bias")
 # group -> (its convolutions' input in Trace.inputs or None for a bias, the perturbation whose
 # derivative is its backward vector)
 _SOURCES = {"input": ("input", "input"), "input_bias": (None, "input"), "hidden": ("hidden", "hidden"),
@@ -111,16 +111,6 @@ def _contract(net: ConvNetwork, feats1, feats2, f1, f2, scales2, same: bool):
     return f1 @ f2.T + b_var, ntk
 
 
-@functools.partial(jax.jit, static_argnums=(0, 3))
-def _jacobians(net: ConvNetwork, params, x, groups):
-    def out(sel):
-        return _forward(net, {**params, **sel}, x, None).out
-
-    jac = jax.jacrev(out)({g: params[g] for g in groups})
-    n = x.shape[0]
-    return jnp.concatenate([jac[g].reshape(n, -1) for g in groups], axis=1), _forward(net, params, x, None).features
-
-
 def _blocks(x, batch_size):
     """x in blocks of one size, min(batch_size, n), the last padded with zero images: every
     block reuses one compilation."""
@@ -182,12 +172,7 @@ def empirical_kernel(net: ConvNetwork, params, x1, x2=None, *, trained="hidden",
             nngp, ntk = _contract(net, fa, fb, ha, hb, scales2, x2 is None and i == j)
             return nngp, ntk + readout * nngp
     else:
-        jac1 = [_jacobians(net, params, b, groups) for b in b1]
-        jac2 = jac1 if x2 is None else [_jacobians(net, params, b, groups) for b in b2]
-
-        def block(i, j):
-            (ja, ha), (jb, hb) = jac1[i], jac2[j]
-            return ha @ hb.T + net.arch.b_var, ja @ jb.T
+        block = _jacobian_block(_forward, net, params, b1, None if x2 is None else b2, groups)
 
     done = {}
     for i in range(len(b1)):

@@ -21,7 +21,6 @@ import numpy as np
 from .. import _checks
 from ..core.analytic import Kernel
 from ..core.arch import FeedForward, check_trained
-from . import conv_empirical
 from .conv import ConvNetwork
 from .networks import Network, _branch_scales, _forward, param_groups
 
@@ -111,14 +110,28 @@ def _contract(feats1, feats2, scales2, f1, f2, b_var, readout_trained):
     return nngp, ntk + readout_trained * nngp
 
 
-@functools.partial(jax.jit, static_argnums=(0, 3))
-def _jacobians(net: Network, params, x, groups):
+@functools.partial(jax.jit, static_argnums=(0, 1, 4))
+def _jacobians(forward, net, params, x, groups):
+    """(Jacobian (n, #params of `groups`) of the outputs, features) of a row block x; forward:
+    the net's trace function, networks._forward or conv._forward."""
     def out(sel):
-        return _forward(net, {**params, **sel}, x, None).out
+        return forward(net, {**params, **sel}, x, None).out
 
     jac = jax.jacrev(out)({g: params[g] for g in groups})
     n = x.shape[0]
-    return jnp.concatenate([jac[g].reshape(n, -1) for g in groups], axis=1), _forward(net, params, x, None).features
+    return jnp.concatenate([jac[g].reshape(n, -1) for g in groups], axis=1), forward(net, params, x, None).features
+
+
+def _jacobian_block(forward, net, params, b1, b2, groups):
+    """The "jacobian" method: block(i, j) -> (nngp, ntk) of the row blocks b1[i] and b2[j] (b2
+    None: b1), from each block's Jacobian formed once."""
+    jac1 = [_jacobians(forward, net, params, b, groups) for b in b1]
+    jac2 = jac1 if b2 is None else [_jacobians(forward, net, params, b, groups) for b in b2]
+
+    def block(i, j):
+        (ja, ha), (jb, hb) = jac1[i], jac2[j]
+        return ha @ hb.T + net.arch.b_var, ja @ jb.T
+    return block
 
 
 def _blocks(x, batch_size):
@@ -143,6 +156,8 @@ def empirical_kernel(net: Network, params, x1, x2=None, *, trained="hidden", met
       initializations is the analytic kernel of the same `trained` choice.
     """
     if isinstance(net, ConvNetwork):
+        from . import conv_empirical   # here, not at the top: it imports _jacobian_block from here
+
         return conv_empirical.empirical_kernel(net, params, x1, x2, trained=trained, method=method,
                                      batch_size=32 if batch_size is None else batch_size)
     if not isinstance(net, Network):
@@ -169,12 +184,7 @@ def empirical_kernel(net: Network, params, x1, x2=None, *, trained="hidden", met
             (fa, ha), (fb, hb) = feats1[i], feats2[j]
             return _contract(fa, fb, scales2, ha, hb, b_var, readout)
     else:
-        jac1 = [_jacobians(net, params, b, groups) for b in b1]
-        jac2 = jac1 if x2 is None else [_jacobians(net, params, b, groups) for b in b2]
-
-        def block(i, j):
-            (ja, ha), (jb, hb) = jac1[i], jac2[j]
-            return ha @ hb.T + net.arch.b_var, ja @ jb.T
+        block = _jacobian_block(_forward, net, params, b1, None if x2 is None else b2, groups)
 
     rows_nngp, rows_ntk = [], []
     for i in range(len(b1)):
