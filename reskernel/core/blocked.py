@@ -14,6 +14,8 @@ result on its own (what each process of reskernel.core.distributed.write_kernel 
 """
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -45,28 +47,17 @@ def blocked_kernel(arch, x1, x2=None, *, trained="hidden", all_depths=False, blo
       Kernel(nngp, ntk), each (n1, n2) or (L, n1, n2), NumPy arrays when to_host; or the
       one array named by `get`.
     """
-    arch, trained, x1, x2, all_depths = prepare(arch, x1, x2, trained, all_depths)
-    picked = _check_get(get)
-    block = _checks.positive_int("block", block)
-    tile = _checks.positive_int("tile", tile)
-    symmetric = x2 is None
-    y = x1 if symmetric else x2
-    n1, n2 = x1.shape[0], y.shape[0]
-    b1, b2 = min(block, n1), min(block, n2)
-    if symmetric:
-        b1 = b2 = min(block, n1)
-    nb1, nb2 = -(-n1 // b1), -(-n2 // b2)
-    xp, yp = _pad_rows(x1, nb1 * b1), _pad_rows(y, nb2 * b2)
-    p = plan(arch, trained, picked, x1, x2, method=method, all_depths=all_depths)
-    lead = (arch.depth,) if all_depths else ()
-    dtype = np.dtype(x1.dtype)
+    s = _setup(arch, x1, x2, trained, all_depths, block, tile, get, method)
+    arch, picked, symmetric, (n1, n2), (b1, b2), (xp, yp) = s.arch, s.picked, s.symmetric, s.n, s.block, s.padded
+    lead = (arch.depth,) if s.all_depths else ()
+    dtype = np.dtype(xp.dtype)
     if to_host:
         out = [np.empty(lead + (n1, n2), dtype) for _ in picked]
     else:
         out = [jnp.zeros(lead + (n1, n2), dtype) for _ in picked]
 
     def call(a, b, sym):
-        return compute(arch, trained, picked, a, None if sym else b, p, all_depths=all_depths, tile=tile)
+        return compute(arch, s.trained, picked, a, None if sym else b, s.plan, all_depths=s.all_depths, tile=s.tile)
 
     def put(k, i, j, vals):
         r0, c0 = i * b1, j * b2
@@ -81,6 +72,7 @@ def blocked_kernel(arch, x1, x2=None, *, trained="hidden", all_depths=False, blo
             if symmetric and i != j:
                 out[k] = out[k].at[..., c0:c1, r0:r1].set(jnp.swapaxes(vals, -1, -2))
 
+    nb1, nb2 = xp.shape[0] // b1, yp.shape[0] // b2
     pairs = [(i, j) for i in range(nb1) for j in range(nb2) if not symmetric or i <= j]
     pending = None
     for i, j in pairs:
@@ -95,6 +87,39 @@ def blocked_kernel(arch, x1, x2=None, *, trained="hidden", all_depths=False, blo
 def _store(put, i, j, res, to_host):
     for k, r in enumerate(res):
         put(k, i, j, np.asarray(r) if to_host else r)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Setup:
+    """blocked_kernel's and row_block's checked arguments: n = (n1, n2), block = (b1, b2) the
+    block edges, padded = (x1, x2 or x1) padded to whole blocks, plan the analytic Plan."""
+    arch: object
+    trained: str
+    all_depths: bool
+    picked: tuple
+    tile: int
+    symmetric: bool
+    n: tuple
+    block: tuple
+    padded: tuple
+    plan: object
+
+
+def _setup(arch, x1, x2, trained, all_depths, block, tile, get, method, plan_=None) -> _Setup:
+    """The arguments checked and the inputs padded to whole blocks, one way for blocked_kernel and
+    row_block (so that a row block is computed on the same padded inputs as the whole)."""
+    arch, trained, x1, x2, all_depths = prepare(arch, x1, x2, trained, all_depths)
+    picked = _check_get(get)
+    block = _checks.positive_int("block", block)
+    tile = _checks.positive_int("tile", tile)
+    symmetric = x2 is None
+    y = x1 if symmetric else x2
+    n1, n2 = x1.shape[0], y.shape[0]
+    b1 = min(block, n1)
+    b2 = b1 if symmetric else min(block, n2)
+    padded = (_pad_rows(x1, -(-n1 // b1) * b1), _pad_rows(y, -(-n2 // b2) * b2))
+    p = plan(arch, trained, picked, x1, x2, method=method, all_depths=all_depths) if plan_ is None else plan_
+    return _Setup(arch, trained, all_depths, picked, tile, symmetric, (n1, n2), (b1, b2), padded, p)
 
 
 def row_block(arch, x1, x2=None, *, rows, trained="hidden", all_depths=False, block: int = 2048,
@@ -115,32 +140,23 @@ def row_block(arch, x1, x2=None, *, rows, trained="hidden", all_depths=False, bl
     Returns:
       A tuple of NumPy arrays, one per kernel in ("nngp", "ntk") or `get`, each ([L,] r1 - r0, n2).
     """
-    arch, trained, x1, x2, all_depths = prepare(arch, x1, x2, trained, all_depths)
-    picked = _check_get(get)
-    block = _checks.positive_int("block", block)
-    tile = _checks.positive_int("tile", tile)
-    symmetric = x2 is None
-    y = x1 if symmetric else x2
-    n1, n2 = x1.shape[0], y.shape[0]
-    b1 = min(block, n1)
-    b2 = b1 if symmetric else min(block, n2)
+    s = _setup(arch, x1, x2, trained, all_depths, block, tile, get, method, plan_)
+    symmetric, (n1, n2), (b1, b2), (xp, yp) = s.symmetric, s.n, s.block, s.padded
     r0, r1 = rows
     if r0 % b1 or r0 < 0 or r0 >= n1 or r1 != min(r0 + b1, n1):
         raise ValueError(f"rows must be (r0, min(r0 + {b1}, {n1})) with r0 a multiple of {b1} below {n1}, got {rows}")
-    nb1, nb2 = -(-n1 // b1), -(-n2 // b2)
-    xp, yp = _pad_rows(x1, nb1 * b1), _pad_rows(y, nb2 * b2)
-    p = plan(arch, trained, picked, x1, x2, method=method, all_depths=all_depths) if plan_ is None else plan_
+
+    def call(a, b):
+        return compute(s.arch, s.trained, s.picked, a, b, s.plan, all_depths=s.all_depths, tile=s.tile)
+
     i = r0 // b1
-    out = [np.empty(((arch.depth,) if all_depths else ()) + (r1 - r0, n2), np.dtype(x1.dtype)) for _ in picked]
-    for j in range(nb2):
+    out = [np.empty(((s.arch.depth,) if s.all_depths else ()) + (r1 - r0, n2), np.dtype(xp.dtype)) for _ in s.picked]
+    for j in range(yp.shape[0] // b2):
         c0, c1 = j * b2, min((j + 1) * b2, n2)
         if symmetric and j < i:   # blocked_kernel's mirror of block (j, i)
-            res = compute(arch, trained, picked, xp[c0:c0 + b2], yp[r0:r0 + b1], p, all_depths=all_depths, tile=tile)
-            vals = [np.swapaxes(np.asarray(r), -1, -2) for r in res]
+            vals = [np.swapaxes(np.asarray(r), -1, -2) for r in call(xp[c0:c0 + b2], yp[r0:r0 + b1])]
         else:
-            res = compute(arch, trained, picked, xp[r0:r0 + b1], None if symmetric and i == j else yp[c0:c0 + b2], p,
-                          all_depths=all_depths, tile=tile)
-            vals = [np.asarray(r) for r in res]
+            vals = [np.asarray(r) for r in call(xp[r0:r0 + b1], None if symmetric and i == j else yp[c0:c0 + b2])]
         for o, v in zip(out, vals):
             o[..., :, c0:c1] = v[..., :r1 - r0, :c1 - c0]
     return tuple(out)
