@@ -133,7 +133,7 @@ def refine(outs, x1, x2, cubics):
     """reskernel.core.precise.refine for kernels sharded by rows over processes: the same result.
 
     Each process finds the flagged (NaN) rows among its own; all learn the whole set (one
-    process_allgather), compute the same float64 rows as precise.refine (same padded size),
+    process_allgather), compute the same float64 rows as precise.refine (precise.refined_rows),
     and write them, and when symmetric the same columns, into their own shards only.
     """
     from jax.experimental import multihost_utils
@@ -148,18 +148,8 @@ def refine(outs, x1, x2, cubics):
     if rows.size == 0:
         return outs
     symmetric = x2 is None
-    n1 = x1.shape[0]
-    size = min(n1, 1 << int(np.ceil(np.log2(rows.size))))
-    idx = np.concatenate([rows, np.full(size - rows.size, rows[0])])
-    with enable_x64():
-        vals = precise._rows64(jnp.asarray(x1[idx], jnp.float64), jnp.asarray(x1 if symmetric else x2, jnp.float64),
-                               jnp.asarray(cubics), jnp.asarray(idx), symmetric)
-        vals = [np.array(v)[..., :rows.size, :] for v in vals]
     new = []
-    for o, v in zip(outs, vals):
-        if symmetric:
-            block = v[..., rows]
-            v[..., rows] = (block + np.swapaxes(block, -1, -2)) / 2
+    for o, v in zip(outs, precise.refined_rows(rows, x1, x2, cubics)):
         v = v.astype(o.dtype)
         parts = []
         for s in o.addressable_shards:

@@ -94,32 +94,42 @@ def flagged_rows(out) -> np.ndarray:
     return np.flatnonzero(np.asarray(_nan_rows_device(out)))
 
 
-def refine(outs, x1, x2, cubics):
-    """outs with every marked row (NaN entries) recomputed in float64, and, symmetric, the same
-    columns.
-
-    outs: tuple of ([R,] n1, n2) float32 kernels from the tables' pass; x1 (n1, d), x2 (n2, d)
-    or None (symmetric); cubics: the float64 tables (G, [R,] 4, M). Rows are processed in one
-    call whose size is the next power of two (few compilations).
-    """
-    first = outs[0]
-    rows = flagged_rows(first[0] if first.ndim == 3 else first)
-    if rows.size == 0:
-        return outs
+def refined_rows(rows, x1, x2, cubics) -> list:
+    """The float64 kernels of the rows `rows` (sorted indices into x1) against x2, or x1 when x2 is
+    None, one ([R,] rows.size, n2) NumPy array per table of cubics (G, [R,] 4, M); symmetric, the
+    block of these rows and columns is made symmetric exactly. Computed in one call whose size
+    is the next power of two (few compilations): what refine and, over processes,
+    reskernel.core.distributed.refine write into their kernels."""
     symmetric = x2 is None
-    n1 = x1.shape[0]
-    size = min(n1, 1 << int(math.ceil(math.log2(rows.size))))
+    size = min(x1.shape[0], 1 << int(math.ceil(math.log2(rows.size))))
     idx = np.concatenate([rows, np.full(size - rows.size, rows[0])])
     with enable_x64():
         a = jnp.asarray(np.asarray(x1)[idx], jnp.float64)
         b = jnp.asarray(np.asarray(x1 if symmetric else x2), jnp.float64)
         vals = _rows64(a, b, jnp.asarray(cubics), jnp.asarray(idx), symmetric)
         vals = [np.array(v)[..., :rows.size, :] for v in vals]
-    out = []
-    for o, v in zip(outs, vals):
-        if symmetric:  # the block of refined rows and columns: symmetric exactly
+    if symmetric:
+        for v in vals:
             block = v[..., rows]
             v[..., rows] = (block + np.swapaxes(block, -1, -2)) / 2
+    return vals
+
+
+def refine(outs, x1, x2, cubics):
+    """outs with every marked row (NaN entries) recomputed in float64, and, symmetric, the same
+    columns.
+
+    outs: tuple of ([R,] n1, n2) float32 kernels from the tables' pass; x1 (n1, d), x2 (n2, d)
+    or None (symmetric); cubics: the float64 tables (G, [R,] 4, M). The rows' values are
+    refined_rows'.
+    """
+    first = outs[0]
+    rows = flagged_rows(first[0] if first.ndim == 3 else first)
+    if rows.size == 0:
+        return outs
+    symmetric = x2 is None
+    out = []
+    for o, v in zip(outs, refined_rows(rows, x1, x2, cubics)):
         v = v.astype(o.dtype)
         if isinstance(o, np.ndarray):  # host blocks (reskernel.blocked_kernel)
             o[..., rows, :] = v
