@@ -50,9 +50,89 @@ def _opt_list(allowed, name):
     return checked(lambda v: parse_list(v, allowed, name=name))
 
 
+def _options(*options):
+    """One decorator applying the click options `options`, listed in --help in this order."""
+    def apply(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+    return apply
+
+
+# The options `select`, `curves` and `depths` share, each defined here once.
+dataset_option = click.option("--dataset", default="mnist", show_default=True, type=click.Choice(sorted(LEE2018)),
+                              help="Ten-class data set (images standardized per image, targets 0.9 / -0.1).")
+
+
+def n_test_option(note=""):
+    """--n-test, its help ending with `note`."""
+    return click.option("--n-test", default="all", show_default=True,
+                        callback=checked(_tens("--n-test", allow_all=True)),
+                        help="Test images: 'all' (every image of the test files) or a multiple of 10 "
+                             f"(balanced){note}.")
+
+
+def archs_option(default, text="Comma list of ffnet, resnet:GAMMA (branch scale alpha = L^-gamma)."):
+    return click.option("--archs", default=default, show_default=True, callback=checked(parse_archs), help=text)
+
+
+def kernels_option(default, text="Kernels whose posterior mean predicts."):
+    return click.option("--kernel", "kernels", default=default, show_default=True,
+                        callback=_opt_list(KERNELS, "--kernel"), help=text)
+
+
+def grid_options(defaults):
+    """The grid chosen among (select, curves): archs, activations, variances, depths, kernels, with
+    the defaults `defaults` (a _spec.DEFAULT_GRID)."""
+    return _options(
+        archs_option(defaults["archs"]),
+        click.option("--activations", default=defaults["activations"], show_default=True,
+                     callback=checked(parse_activations),
+                     help="Comma list of activation names (relu, erf, tanh, gelu, ...)."),
+        click.option("--w-vars", default=defaults["w_vars"], show_default=True,
+                     callback=checked(lambda v: parse_values(v, name="--w-vars", positive=True)),
+                     help="Weight variances sigma_w^2 > 0: '1,1.5,2' or 'start:stop:count'."),
+        click.option("--b-vars", default=defaults["b_vars"], show_default=True,
+                     callback=checked(lambda v: parse_values(v, name="--b-vars", positive=False)),
+                     help="Bias variances sigma_b^2 >= 0: '0,0.25,0.5' or 'start:stop:count'."),
+        click.option("--depths", default=defaults["depths"], show_default=True, callback=checked(parse_depths),
+                     help="Depths: '1,3,7', 'a:b' (~30 log-spaced) or 'a:b:k'. An FFNet computes all in one pass."),
+        kernels_option(defaults["kernels"]))
+
+
+precision_options = _options(
+    click.option("--precision", default="float64", show_default=True, type=click.Choice(PRECISIONS),
+                 help="dtype of the kernels (float32: reskernel's tables, ~1e-6 of the largest entry); solves are "
+                      "float64."),
+    click.option("--trained", default="hidden", show_default=True, type=click.Choice(["hidden", "all"]),
+                 help="Parameters in the NTK: hidden layers, or all layers (as neural-tangents)."))
+
+batch_size_option = click.option(
+    "--batch-size", default=2000, show_default=True, type=click.IntRange(min=1),
+    help="Test images per kernel call (memory ~16 x batch x n_train bytes per kernel and depth).")
+
+
+def output_options(out, figure):
+    """--data-dir, --out (default `out`) and --plot/--no-plot (the figure `figure`_<dataset>.png)."""
+    return _options(
+        click.option("--data-dir", default=None, type=click.Path(file_okay=False),
+                     help="Data folder (default $RESKERNEL_DATA or the cache)."),
+        click.option("--out", default=out, show_default=True, type=click.Path(file_okay=False),
+                     callback=out_dir_callback,
+                     help="Folder for the result files and the figure; reruns resume there."),
+        click.option("--plot/--no-plot", default=True, show_default=True, help=f"Write {figure}_<dataset>.png."))
+
+
+def given_options(ctx) -> set:
+    """Names of the command's options given on the command line (not left at their defaults)."""
+    from click.core import ParameterSource
+
+    return {p.name for p in ctx.command.params
+            if ctx.get_parameter_source(p.name) not in (ParameterSource.DEFAULT, None)}
+
+
 @click.command("select", context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--dataset", default="mnist", show_default=True, type=click.Choice(sorted(LEE2018)),
-              help="Ten-class data set (images standardized per image, targets 0.9 / -0.1).")
+@dataset_option
 @click.option("--lee2018", is_flag=True,
               help="Instead of the grid search, run Lee et al. 2018's Table 1 model for --dataset (ReLU NNGP; MNIST "
                    "20-1.45-0.28, CIFAR-10 7-1.28-0.00) on 1,000 training images (the first 100 of each class in file "
@@ -66,49 +146,23 @@ def _opt_list(allowed, name):
 @click.option("--n-val", default="1000", show_default=True, callback=checked(_tens("--n-val")),
               help="Validation images (from the training files, after the training ones), a multiple of 10; the "
                    "choice is made on them.")
-@click.option("--n-test", default="all", show_default=True, callback=checked(_tens("--n-test", allow_all=True)),
-              help="Test images: 'all' (every image of the test files) or a multiple of 10 (balanced).")
+@n_test_option()
 @click.option("--seed", default="first", show_default=True, callback=checked(_seed),
               help="'first': the first images of each class in file order; an int: a seeded random draw.")
-@click.option("--archs", default=DEFAULT_GRID["archs"], show_default=True, callback=checked(parse_archs),
-              help="Comma list of ffnet, resnet:GAMMA (branch scale alpha = L^-gamma).")
-@click.option("--activations", default=DEFAULT_GRID["activations"], show_default=True,
-              callback=checked(parse_activations), help="Comma list of activation names (relu, erf, tanh, gelu, ...).")
-@click.option("--w-vars", default=DEFAULT_GRID["w_vars"], show_default=True,
-              callback=checked(lambda v: parse_values(v, name="--w-vars", positive=True)),
-              help="Weight variances sigma_w^2 > 0: '1,1.5,2' or 'start:stop:count'.")
-@click.option("--b-vars", default=DEFAULT_GRID["b_vars"], show_default=True,
-              callback=checked(lambda v: parse_values(v, name="--b-vars", positive=False)),
-              help="Bias variances sigma_b^2 >= 0: '0,0.25,0.5' or 'start:stop:count'.")
-@click.option("--depths", default=DEFAULT_GRID["depths"], show_default=True, callback=checked(parse_depths),
-              help="Depths: '1,3,7', 'a:b' (~30 log-spaced) or 'a:b:k'. An FFNet computes all in one pass.")
-@click.option("--kernel", "kernels", default=DEFAULT_GRID["kernels"], show_default=True,
-              callback=_opt_list(KERNELS, "--kernel"), help="Kernels whose posterior mean predicts.")
+@grid_options(DEFAULT_GRID)
 @click.option("--criteria", default=",".join(CRITERIA), show_default=True, callback=_opt_list(CRITERIA, "--criteria"),
               help="val_accuracy: highest validation accuracy; lml: NNGP with the highest marginal likelihood "
                    "of the training targets (closed-form amplitude).")
-@click.option("--precision", default="float64", show_default=True, type=click.Choice(PRECISIONS),
-              help="dtype of the kernels (float32: reskernel's tables, ~1e-6 of the largest entry); solves are "
-                   "float64.")
-@click.option("--trained", default="hidden", show_default=True, type=click.Choice(["hidden", "all"]),
-              help="Parameters in the NTK: hidden layers, or all layers (as neural-tangents).")
+@precision_options
 @click.option("--noise", default=1e-10, show_default=True, type=click.FloatRange(min=0.0),
               help="Observation noise relative to each kernel's mean diagonal (a tiny jitter, as Lee et al.).")
-@click.option("--batch-size", default=2000, show_default=True, type=click.IntRange(min=1),
-              help="Test images per kernel call (memory ~16 x batch x n_train bytes per kernel and depth).")
-@click.option("--data-dir", default=None, type=click.Path(file_okay=False),
-              help="Data folder (default $RESKERNEL_DATA or the cache).")
-@click.option("--out", default="results/select", show_default=True, type=click.Path(file_okay=False),
-              callback=out_dir_callback, help="Folder for the result files and the figure; reruns resume there.")
-@click.option("--plot/--no-plot", default=True, show_default=True, help="Write selection_<dataset>.png.")
+@batch_size_option
+@output_options("results/select", "selection")
 @click.pass_context
 def select_command(ctx, dataset, lee2018, small, n_train, n_val, n_test, seed, archs, activations, w_vars, b_vars,
                    depths, kernels, criteria, precision, trained, noise, batch_size, data_dir, out, plot):
     """Choose depth, variances, activation, arch and kernel on a validation split; report test scores."""
-    from click.core import ParameterSource
-
-    given = {p.name for p in ctx.command.params
-             if ctx.get_parameter_source(p.name) not in (ParameterSource.DEFAULT, None)}
+    given = given_options(ctx)
     if lee2018:
         extra = sorted(set(_GRID_ONLY) & given)
         if extra:
