@@ -14,6 +14,7 @@ import numpy as np
 from ...core.arch import check_trained
 from ...inference.regression import _as_kernels, _check_ridge, _solve, check_depths, depth_kernels, scores
 from ...precision import enable_x64
+from .._depths import by_depth
 from .._store import Table
 from ..depth_study import KERNELS, MAX_JITTER, PRECISIONS, parse_list
 from ._spec import (critical_w, family, grid_points, parse_activations, parse_archs, parse_values, point_signal,
@@ -57,16 +58,7 @@ def _kernels(fam, x_tr, x_te, depths, dtype, trained) -> dict:
             return {int(d): (np.stack([np.asarray(k_tr.nngp[j], np.float64), np.asarray(k_tr.ntk[j], np.float64)]),
                              np.stack([np.asarray(k_te.nngp[j], np.float64), np.asarray(k_te.ntk[j], np.float64)]))
                     for j, d in enumerate(ds)}
-    try:
-        return at(depths)
-    except ValueError:   # e.g. the deepest kernels leave the dtype's range: keep the others
-        out = {}
-        for d in depths:
-            try:
-                out.update(at([d]))
-            except ValueError as e:
-                out[int(d)] = str(e)
-        return out
+    return by_depth(at, depths)   # e.g. the deepest kernels leave the dtype's range: keep the others
 
 
 def _regress(k_tr, k_te, y_tr, y_te, ridge):

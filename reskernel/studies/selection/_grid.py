@@ -16,6 +16,7 @@ import numpy as np
 from ...inference import cholesky_factor, gp_posterior, log_marginal_likelihood, optimal_amplitude
 from ...inference.regression import depth_kernels
 from ...precision import enable_x64
+from .._depths import by_depth
 from ._spec import family, gamma_of
 
 __all__ = ["Split", "MAX_JITTER", "depth_family_kernels", "factorize", "scores", "unit_rows", "finite"]
@@ -55,16 +56,7 @@ def depth_family_kernels(fam, x1, x2, depths, *, names, precision, trained) -> d
             k = depth_kernels(fam, a, b, ds, trained=trained, get=get)
             parts = {get: k} if get else {"nngp": k.nngp, "ntk": k.ntk}
             return {int(d): {n: np.asarray(parts[n][j], np.float64) for n in names} for j, d in enumerate(ds)}
-    try:
-        return at(list(depths))
-    except ValueError:
-        out = {}
-        for d in depths:
-            try:
-                out.update(at([d]))
-            except ValueError as e:
-                out[int(d)] = str(e)
-        return out
+    return by_depth(at, depths)
 
 
 def factorize(k_train, noise, precision):
