@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -35,7 +36,7 @@ from .conv_arch import ConvNet, check_conv_arch, image_shape
 from .general import TERMS_BYTES, check_values
 from .tiles import GET, _jit
 
-__all__ = ["conv_kernel", "block_bytes", "BLOCK_ARRAYS", "BLOCK_BYTES"]
+__all__ = ["conv_kernel", "block_bytes", "block_pairs", "run_block", "place", "Plan", "BLOCK_ARRAYS", "BLOCK_BYTES"]
 
 # Arrays of a block's shape (b1, b2) + positions alive at once (the state, the duals, the windowed
 # sums and their padded inputs): XLA's memory analysis of a compiled float32 block counts
@@ -248,6 +249,38 @@ def conv_kernel(arch, x1, x2=None, *, all_depths=False, trained="hidden", get=No
       Under the caller's jit/grad/vmap (closed-form activations only): one block of all the
       images, jax.Arrays.
     """
+    plan = _plan(arch, x1, x2, all_depths=all_depths, trained=trained, get=get, block=block, method=method)
+    if not isinstance(plan, Plan):   # traced inputs: one block of all the images, computed
+        return plan
+    for i, j in block_pairs(plan):
+        place(plan, i, j, run_block(plan, i, j))
+    return result(plan.outs, get)
+
+
+class Plan(NamedTuple):
+    """A conv_kernel call cut into blocks: the padded images ap, bp, the series terms t1, t2 of
+    their blocks, block sides e1, e2 and counts nb1, nb2, the true sizes n1, n2, whether only
+    the blocks i <= j are computed (symmetric), the static arguments kw of _block, the dtype and
+    the result arrays outs (host NumPy, filled by `place`)."""
+    ap: np.ndarray
+    bp: np.ndarray
+    t1: tuple
+    t2: tuple
+    e1: int
+    e2: int
+    nb1: int
+    nb2: int
+    n1: int
+    n2: int
+    symmetric: bool
+    kw: dict
+    dtype: np.dtype
+    outs: tuple
+
+
+def _plan(arch, x1, x2, *, all_depths, trained, get, block, method):
+    """Checks every argument of conv_kernel and cuts the call into blocks: a Plan, or for traced
+    inputs the result itself (a tuple/Kernel of jax.Arrays)."""
     arch, trained = check_conv_arch(arch), check_trained(trained)
     all_depths = _checks.boolean("all_depths", all_depths)
     picked = _check_get(get)
@@ -258,9 +291,8 @@ def conv_kernel(arch, x1, x2=None, *, all_depths=False, trained="hidden", get=No
     dtype = np.dtype(x1.dtype)
     pick = tuple(GET.index(g) for g in picked)
     kw = dict(arch=arch, trained=trained, all_depths=all_depths, pick=pick)
-    exact = arch.activation.exact
     if _checks.traced(x1, x2):
-        if not exact:
+        if not arch.activation.exact:
             raise ValueError(f"activation {arch.activation.label} has numerical duals, computed from concrete "
                              "inputs: call outside jit/grad/vmap, or use a closed-form activation")
         return result(_block(x1, x1 if x2 is None else x2, (), (), **kw), get)
@@ -279,16 +311,33 @@ def conv_kernel(arch, x1, x2=None, *, all_depths=False, trained="hidden", get=No
         e2, nb2, bp = e1, nb1, ap
     shape = ((arch.depth,) if all_depths else ()) + (n1, n2)
     outs = tuple(np.empty(shape, dtype) for _ in pick)
-    with enable_x64() if dtype == np.float64 else contextlib.nullcontext():
-        for i in range(nb1):
-            rows = slice(i * e1, (i + 1) * e1)
-            for j in range(i if x2 is None else 0, nb2):
-                cols = slice(j * e2, (j + 1) * e2)
-                vals = _block(ap[rows], bp[cols], tuple(t[:, rows] for t in t1), tuple(t[:, cols] for t in t2), **kw)
-                for o, v in zip(outs, vals):
-                    v = np.asarray(v)
-                    r, c = slice(rows.start, min(rows.stop, n1)), slice(cols.start, min(cols.stop, n2))
-                    o[..., r, c] = v[..., :r.stop - r.start, :c.stop - c.start]
-                    if x2 is None and j != i:
-                        o[..., c, r] = np.swapaxes(v[..., :r.stop - r.start, :c.stop - c.start], -1, -2)
-    return result(outs, get)
+    return Plan(ap, bp, t1, t2, e1, e2, nb1, nb2, n1, n2, x2 is None, kw, dtype, outs)
+
+
+def block_pairs(plan: Plan) -> list:
+    """The (i, j) block pairs a Plan computes, in order: j >= i only when symmetric."""
+    return [(i, j) for i in range(plan.nb1) for j in range(i if plan.symmetric else 0, plan.nb2)]
+
+
+def run_block(plan: Plan, i: int, j: int, device=None):
+    """The kernels of block pair (i, j) (a tuple of jax.Arrays, dispatched asynchronously), on
+    `device` when given (its inputs are put there; the computation follows them)."""
+    rows, cols = slice(i * plan.e1, (i + 1) * plan.e1), slice(j * plan.e2, (j + 1) * plan.e2)
+    args = (plan.ap[rows], plan.bp[cols], tuple(t[:, rows] for t in plan.t1), tuple(t[:, cols] for t in plan.t2))
+    if device is not None:
+        args = jax.device_put(args, device)
+    with enable_x64() if plan.dtype == np.float64 else contextlib.nullcontext():
+        return _block(*args, **plan.kw)
+
+
+def place(plan: Plan, i: int, j: int, vals, outs=None):
+    """Copies block pair (i, j)'s kernels into outs (default plan.outs), and their mirror
+    (j, i) when the plan is symmetric."""
+    e1, e2 = plan.e1, plan.e2
+    r = slice(i * e1, min((i + 1) * e1, plan.n1))
+    c = slice(j * e2, min((j + 1) * e2, plan.n2))
+    for o, v in zip(plan.outs if outs is None else outs, vals):
+        v = np.asarray(v)[..., :r.stop - r.start, :c.stop - c.start]
+        o[..., r, c] = v
+        if plan.symmetric and j != i:
+            o[..., c, r] = np.swapaxes(v, -1, -2)
