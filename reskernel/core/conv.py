@@ -17,7 +17,6 @@ block (P = H W for flatten, (H W)^2 for gap; itemsize 4 for float32, 8 for float
   flatten: ~ b1 b2 H W (2k + duals) flops;        memory ~ BLOCK_ARRAYS b1 b2 P itemsize bytes;
   gap:     ~ b1 b2 (H W)^2 (2k + duals) flops;    the same formula with P = (H W)^2.
 """
-from __future__ import annotations
 
 import contextlib
 import math
