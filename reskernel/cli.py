@@ -18,6 +18,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 # name: (module, attribute, one line for `reskernel --help`)
 _COMMANDS = {
+    "convdepths": ("reskernel.studies.conv_depth", "convdepths_command", "Conv vs dense kernels: accuracy vs depth."),
     "curves": ("reskernel.studies.learning_curves", "curves_command",
                "Learning curves: ten-class test accuracy vs training-set size, model chosen on validation."),
     "depths": ("reskernel.studies.depth_ten", "depths_command",
