@@ -40,9 +40,13 @@ def main():
     for name, (arch, kw) in CASES.items():
         for x2 in (None, images(5, seed=1)):
             tag = f"{name}_{'sym' if x2 is None else 'cross'}"
-            k = sharded_conv_kernel(arch, x, x2, block=2, **kw)
+            if x2 is None:
+                k = sharded_conv_kernel(arch, x, x2, block=2, **kw)
+                ref = conv_kernel(arch, x, x2, block=2, **kw)
+            else:   # the public entry point, at its default block
+                k, ref = rk.sharded_kernel(arch, x, x2, **kw), conv_kernel(arch, x, x2, **kw)
             out[f"{tag}_nngp"], out[f"{tag}_ntk"] = k
-            out[f"{tag}_ref_nngp"], out[f"{tag}_ref_ntk"] = conv_kernel(arch, x, x2, block=2, **kw)
+            out[f"{tag}_ref_nngp"], out[f"{tag}_ref_ntk"] = ref
     import jax
 
     from reskernel.core.conv import _plan, run_block

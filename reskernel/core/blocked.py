@@ -27,6 +27,7 @@ from . import precise
 from .analytic import _check_get, compute, kind_of, plan, prepare, result, schedule
 from . import tabulated
 from .arccos import arccos
+from .conv_arch import ConvNet, ConvResNet
 from .tiles import GET, TILE, _fused, _jit, _pad_rows
 
 __all__ = ["blocked_kernel", "sharded_kernel", "row_mesh", "row_block"]
@@ -218,7 +219,9 @@ def sharded_kernel(arch, x1, x2=None, *, trained="hidden", all_depths=False, mes
       n1 work too (rows are padded for the computation and sliced off), but JAX
       shardings must divide the axis, so that result is laid out as XLA chooses
       (replicated on CPU): pad x1 to a multiple of the device count to keep it split.
-      With `get`, the one array it names.
+      With `get`, the one array it names. A ConvNet / ConvResNet (images x1, x2) goes to
+      reskernel.core.conv_sharded.sharded_conv_kernel: its image-pair blocks dealt over the
+      mesh's devices, the whole kernel as NumPy on every process.
 
     Several processes (after jax.distributed.initialize; mesh over jax.devices(), the default):
     every process calls this with the same arch, settings and whole inputs x1, x2 (checked: a
@@ -227,6 +230,10 @@ def sharded_kernel(arch, x1, x2=None, *, trained="hidden", all_depths=False, mes
     this process's rows; reskernel.core.distributed.gather gives the whole on every host.
     Equal bit for bit to the one-process result over as many devices (same per-device program).
     """
+    if isinstance(arch, (ConvNet, ConvResNet)):   # images: reskernel.core.conv_sharded
+        from .conv_sharded import sharded_conv_kernel
+        return sharded_conv_kernel(arch, x1, x2, mesh=mesh, all_depths=all_depths, trained=trained, get=get,
+                                   method=method)
     arch, trained, x1, x2, all_depths = prepare(arch, x1, x2, trained, all_depths)
     picked = _check_get(get)
     tile = _checks.positive_int("tile", tile)
