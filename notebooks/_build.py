@@ -730,7 +730,70 @@ display(Markdown(text))
 '''),
 ])
 
-NOTEBOOKS = [NB01, NB02, NB03, NB04, NB05, NB06, NB07, NB08]
+# --------------------------------------------------------------------------- 09
+NB09 = ("09_conv_depth", r"""
+# 9. Does the depth result carry over to convolutions?
+
+**Claim.** As for dense nets, the kernel of a deep convolutional FFNet (a CNN) loses test accuracy
+with depth while the convolutional ResNet's kernel (branch scale alpha = L^-gamma) holds it; a
+global-average-pool (gap) readout helps over the dense kernels on the same images.
+
+`reskernel.studies.conv_depth.study` computes, per (data set, arch, readout), the NNGP and NTK at
+every depth 1..L in one all-depths pass (`rk.kernel(arch, images, all_depths=True)`, float32) on
+CIFAR images mean-pooled to s x s x 3, and scores each depth's kernel regression (float64 Cholesky,
+ridge 1e-6 x the mean training diagonal, argmax against the label). Readouts: dense (FFNet /
+ResNet on the flattened images), flatten and gap (ConvNet / ConvResNet, 3 x 3 filters). ResNet
+depth l is the first l blocks of the L-block net (alpha = L^-gamma of the full depth).
+""", [
+    code(r'''
+from reskernel.studies import conv_depth
+
+if SMALL:
+    RUNS = [dict(datasets="cifar2", n_train=20, n_test=20, image_size=4, depth=4, archs="ffnet,resnet:0.5",
+                 readouts="dense,gap")]
+else:   # docs/results/conv_depth.md's two runs (about 40 minutes on a loaded 2-core CPU)
+    RUNS = [dict(n_train=200, n_test=180, image_size=8, depth=100, readouts="dense,flatten"),
+            dict(n_train=80, n_test=80, image_size=8, depth=100, readouts="dense,flatten,gap")]
+results = [conv_depth.study(out=OUT / ("study_small" if SMALL else "study"), progress=False, **run) for run in RUNS]
+for got in results:
+    print(f"{len(got['rows'])} rows, units computed {len(got['computed'])}, resumed {len(got['resumed'])}")
+'''),
+    md("Test accuracy at chosen depths, the best over every depth 1..L and the drop from it to the deepest net:"),
+    code(r'''
+for got in results:
+    display(Markdown(conv_depth.table(got["rows"])))
+rows = [r for got in results[-1:] for r in got["rows"]]
+display(Image(filename=str(conv_depth.plot_conv_depths(rows, OUT / "conv_depth.png"))))
+'''),
+    code(r'''
+def drops(rows):
+    """{(dataset, arch, readout, kernel): (best, best depth, deepest)} of the study's rows."""
+    keys = sorted({(r["dataset"], r["arch"], r["readout"], r["kernel"]) for r in rows})
+    return {k: conv_depth.drop([r for r in rows if (r["dataset"], r["arch"], r["readout"], r["kernel"]) == k])
+            for k in keys}
+
+d = drops(rows)
+conv_ff = max(b - last for (ds, a, ro, k), (b, _, last) in d.items() if a == "ffnet" and ro != "dense")
+conv_res = max(b - last for (ds, a, ro, k), (b, _, last) in d.items() if a != "ffnet" and ro != "dense")
+deepest = {f"{ds} {a} {ro} {k}": last for (ds, a, ro, k), (_, _, last) in d.items()}
+gain = [deepest[f"{ds} {a} gap {k}"] - deepest[f"{ds} {a} dense {k}"] for (ds, a, ro, k) in d if ro == "gap"]
+RESULT = {"convnet_worst_drop": conv_ff, "convresnet_worst_drop": conv_res, "accuracy_deepest": deepest,
+          "gap_minus_dense_mean": float(np.mean(gain)) if gain else None}
+holds = conv_ff > conv_res + 0.02 and (not gain or np.mean(gain) > 0)
+L = rows[0]["max_depth"]
+text = (f"**Measured** ({rows[0]['n_train']} train / {rows[0]['n_test']} test, {rows[0]['image_size']}x"
+        f"{rows[0]['image_size']} images, depths 1 to {L}): the ConvNet kernels lost up to {100 * conv_ff:.1f} "
+        f"points between their best depth and depth {L}, the ConvResNet kernels up to {100 * conv_res:.1f}"
+        + (f"; gap minus dense at depth {L}, averaged over archs and kernels: {100 * np.mean(gain):+.1f} points"
+           if gain else "") + ". "
+        + ("The claim holds in this run." if holds else "The claim is not borne out at these sizes"
+           + (" (small mode: depth 4, 20 images)." if SMALL else "."))
+        + " The full study is docs/results/conv_depth.md.")
+display(Markdown(text))
+'''),
+])
+
+NOTEBOOKS = [NB01, NB02, NB03, NB04, NB05, NB06, NB07, NB08, NB09]
 
 
 def main():
