@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import reskernel as rk
-from test_reference_nt import _rel, _run_nt, _session_dir
+from test_reference_nt import _rel, _run_nt, _session_dir, assert_kernels_match
 
 ERF_B = {"w_var": 1.7, "b_var": 0.3, "in_var": 0.4, "activation": "erf"}
 RELU, ERF = ["Relu"], ["Erf"]  # the stax layer of the case's activation, [name, *args]
@@ -112,11 +112,7 @@ def test_conv_analytic_matches_neural_tangents(x64, conv_reference, name, arch, 
     where ReLU's NTK map, through arccos(rho) ~ pi - sqrt(2 (1 + rho)) at rho = -1, turns
     rounding in rho into ~1e-9 (measured 7.6e-10, res3-g05-flat-circ): asserted 1e-8."""
     x1, x2, out = conv_reference
-    k = rk.kernel(arch, x1, x2, trained="all")
-    for get in ("nngp", "ntk"):
-        err = _rel(getattr(k, get), out[f"{name}/{get}"])
-        assert err <= 1e-6, f"{get}: {err:.3g}"
-        assert err <= 1e-8, f"{get}: {err:.3g}"
+    assert_kernels_match(rk.kernel(arch, x1, x2, trained="all"), out, name, 1e-8)
 
 
 @pytest.mark.reference
