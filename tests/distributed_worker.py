@@ -4,7 +4,8 @@ usage: python tests/distributed_worker.py '<json>' with keys
   mode: "kernels" (sharded kernels in `dtypes`, gathered; with "cg": true, cg_solve on the sharded
         float64 NTK; with "mismatch": true, process 1 then passes other inputs, shapes, arch,
         each of which must raise; with "store": true, then written to a store) or "reference"
-        (one process over `devices` CPU devices: what the others must equal);
+        (one process over `devices` CPU devices, sharded_kernel over the first p of them for each
+        {p: dtypes} in `dtypes`: what the others must equal);
   port, processes, process_id, out (a folder: this process writes out/<mode>_<id>.npz or .json),
   folder (the store), die_after_first (a process id that SIGKILLs itself after its first block).
 Inputs: `inputs(n, d, dtype)` below, the same in every process.
@@ -31,15 +32,16 @@ from reskernel.core.blocked import row_mesh, sharded_kernel  # noqa: E402
 from reskernel.inference.cg import cg_solve  # noqa: E402
 
 ARCH = rk.ResNet(10, gamma=0.5)
-N, D, BLOCK = 2000, 20, 250
+N, D, BLOCK = 800, 20, 100
 
 
 def inputs(dtype):
-    """(N, D) inputs; rows 7 and 1500 nearly parallel to rows 1990 and 3 (float32 tables refine them)."""
+    """(N, D) inputs; rows 7 and 500 nearly parallel to rows 790 and 3 (float32 tables refine them;
+    with 2 processes, the rows of each pair lie in different processes)."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(N, D)) * rng.uniform(0.5, 2.0, size=(N, 1))
-    x[7] = x[1990] * 1.3 + 1e-4 * rng.normal(size=D)
-    x[1500] = x[3] + 1e-4 * rng.normal(size=D)
+    x[7] = x[790] * 1.3 + 1e-4 * rng.normal(size=D)
+    x[500] = x[3] + 1e-4 * rng.normal(size=D)
     return x.astype(dtype)
 
 
@@ -105,8 +107,8 @@ def main():
     out = Path(ARGS["out"]) / f"{mode}_{jax.process_index()}"
     if mode == "reference":
         res = {}
-        for p in (2, 4):
-            res.update({f"{k}_{p}": v for k, v in kernels(row_mesh(jax.devices()[:p]), ARGS["dtypes"][str(p)]).items()})
+        for p, dtypes in ARGS["dtypes"].items():   # {device count: dtypes}
+            res.update({f"{k}_{p}": v for k, v in kernels(row_mesh(jax.devices()[:int(p)]), dtypes).items()})
         np.savez(out.with_suffix(".npz"), **res)
     else:  # kernels saved before the store starts (whose first collective every process then passed)
         np.savez(out.with_suffix(".npz"), **kernels(None, ARGS["dtypes"]))
