@@ -3,7 +3,8 @@
 usage: python tests/conv_sharded_worker.py '<json>' with keys devices (CPU devices of this
 process), processes, process_id, port (processes > 1: jax.distributed on localhost), out (this
 process writes out/conv_<process_id>.npz: the sharded kernels and conv_kernel's, computed here),
-mismatch (process 1 passes other images: must raise ValueError, written as "mismatch_error").
+mismatch (process 1 passes other images: must raise ValueError, written as "mismatch_error"),
+store (reskernel.core.distributed.write_kernel of a conv kernel, a rerun, read_kernel).
 """
 import json
 import os
@@ -33,6 +34,9 @@ def images(n=7, seed=0, dtype=np.float64):
 
 
 def main():
+    import jax
+
+    jax.config.update("jax_enable_x64", True)   # float64 kernels (without it JAX computes in float32)
     if ARGS["processes"] > 1:
         distributed.initialize(f"localhost:{ARGS['port']}", ARGS["processes"], ARGS["process_id"], timeout=120)
     out = {}
@@ -54,6 +58,14 @@ def main():
     plan = _plan(CASES["resnet_gap"][0], x, None, all_depths=False, trained="hidden", get=None, block=2, method="auto")
     last = jax.local_devices()[-1]
     out["placed_on"] = np.asarray([d.id for d in run_block(plan, 0, 1, last)[0].devices()] + [last.id])
+    if ARGS.get("store"):   # the disk store: 3 row blocks of 3 rows dealt over the processes, then a rerun
+        folder = Path(ARGS["out"]) / "store"
+        arch = CASES["resnet_gap"][0]
+        first = distributed.write_kernel(folder, arch, x, block=3)
+        again = distributed.write_kernel(folder, arch, x, block=3)
+        out["store_nngp"], out["store_ntk"] = distributed.read_kernel(folder)
+        out["store_counts"] = np.asarray([len(first.computed), len(first.skipped), len(again.computed),
+                                          len(again.skipped)])
     if ARGS.get("mismatch"):
         arch = CASES["resnet_gap"][0]
         try:

@@ -40,7 +40,7 @@ def _run(tmp, processes, devices, **extra):
 
 
 def _check_equal(out):
-    tags = [k[:-len("_nngp")] for k in out if k.endswith("_nngp") and "_ref_" not in k]
+    tags = [k[:-len("_nngp")] for k in out if k.endswith("_nngp") and "_ref_" not in k and k != "store_nngp"]
     assert len(tags) == 4
     for tag in tags:
         for kernel in ("nngp", "ntk"):
@@ -56,9 +56,14 @@ def test_three_devices_one_process(tmp_path):
 
 
 def test_two_processes(tmp_path):
-    outs = _run(tmp_path, processes=2, devices=1, mismatch=True)
-    for out in outs:
+    outs = _run(tmp_path, processes=2, devices=1, mismatch=True, store=True)
+    for pid, out in enumerate(outs):
         _check_equal(out)
+        # the store: rows 0-2 and 6 to process 0, rows 3-5 to process 1; a rerun computes nothing
+        np.testing.assert_array_equal(out["store_counts"], [2 - pid, 0, 0, 2 - pid])
+        for kernel in ("nngp", "ntk"):   # row blocks against every column: equal to rounding
+            ref = out[f"resnet_gap_sym_ref_{kernel}"]
+            np.testing.assert_allclose(out[f"store_{kernel}"], ref, rtol=1e-13, atol=1e-13 * np.abs(ref).max())
         assert "x1" in str(out["mismatch_error"]) or "inputs" in str(out["mismatch_error"])
     np.testing.assert_array_equal(outs[0]["resnet_gap_sym_ntk"], outs[1]["resnet_gap_sym_ntk"])
 

@@ -39,6 +39,7 @@ from .. import _checks
 from ..precision import enable_x64
 from . import blocked, precise
 from .analytic import Kernel, _check_get, plan, prepare
+from .conv_arch import ConvNet, ConvResNet, check_conv_arch
 from .tiles import TILE
 
 __all__ = ["initialize", "check_agreement", "fields", "gather", "refine", "ShardedRows", "row_blocks",
@@ -310,12 +311,24 @@ def write_kernel(folder, arch, x1, x2=None, *, block: int = 2048, trained="hidde
       folder: the store's folder (created; reused when it holds this same kernel).
       arch, x1, x2, trained, all_depths, get, method, tile: as in reskernel.kernel.
       block: rows per block and the square blocks computed (device memory ~ block^2, times
-        depth with all_depths; host ~ block n2 per kernel).
+        depth with all_depths; host ~ block n2 per kernel). A ConvNet / ConvResNet (images
+        (n, H, W, C)) computes each row block with reskernel.core.conv.conv_kernel against
+        every column (its own image-pair blocks, conv.block_bytes): equal to conv_kernel's
+        whole kernel to rounding (blocks of other shapes), not bit for bit.
       progress: called as progress(r0, r1) after each block this process writes.
     Returns:
       Written(computed, skipped): this process's row blocks, as (r0, r1) pairs.
     """
-    arch, trained, x1, x2, all_depths = prepare(arch, x1, x2, trained, all_depths)
+    conv = isinstance(arch, (ConvNet, ConvResNet))
+    if conv:   # images (n, H, W, C): each row block by reskernel.core.conv.conv_kernel
+        from .arch import check_trained
+        from .conv import _images
+
+        arch, trained = check_conv_arch(arch), check_trained(trained)
+        all_depths = _checks.boolean("all_depths", all_depths)
+        x1, x2 = _images(arch, x1, x2)
+    else:
+        arch, trained, x1, x2, all_depths = prepare(arch, x1, x2, trained, all_depths)
     picked = _check_get(get)
     block = _checks.positive_int("block", block)
     tile = _checks.positive_int("tile", tile)
@@ -335,14 +348,21 @@ def write_kernel(folder, arch, x1, x2=None, *, block: int = 2048, trained="hidde
                 **settings, "inputs_sha256": _sha256(x1h, x2h), "blocks": [list(b) for b in blocks],
                 "files": "{kernel}_{r0:09d}_{r1:09d}.npy"}
     _claim(folder, manifest)
-    p = plan(arch, trained, picked, x1, x2, method=method, all_depths=all_depths)
+    p = None if conv else plan(arch, trained, picked, x1, x2, method=method, all_depths=all_depths)
     computed, skipped = [], []
     for r0, r1 in blocks[jax.process_index()::jax.process_count()]:
         if _done(folder, manifest, r0, r1):
             skipped.append((r0, r1))
             continue
-        vals = blocked.row_block(arch, x1, x2, rows=(r0, r1), trained=trained, all_depths=all_depths, block=block,
-                                 tile=tile, get=get, method=method, plan_=p)
+        if conv:   # rows r0:r1 against every column (no mirrored blocks: each row block alone)
+            from .conv import conv_kernel
+
+            k = conv_kernel(arch, x1h[r0:r1], x1h if x2h is None else x2h, trained=trained, all_depths=all_depths,
+                            get=picked[0] if len(picked) == 1 else None, method=method)
+            vals = (k,) if len(picked) == 1 else tuple(getattr(k, name) for name in picked)
+        else:
+            vals = blocked.row_block(arch, x1, x2, rows=(r0, r1), trained=trained, all_depths=all_depths,
+                                     block=block, tile=tile, get=get, method=method, plan_=p)
         for name, v in zip(picked, vals):
             _atomic(_file(folder, name, r0, r1), lambda f, v=v: np.save(f, v))
         computed.append((r0, r1))
