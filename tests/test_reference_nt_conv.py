@@ -30,11 +30,15 @@ CASES = [
 ]
 IDS = [n for n, _, _ in CASES]
 CHANNELS = 6
-# Empirical kernels (their compilations dominate the time) for three cases: name -> reskernel's
-# methods, and neural-tangents' implementations (2: NTK-vector products, the cheapest here;
-# test_reference_nt checks that its three implementations agree; 1 and 3 add ~20 s).
-EMPIRICAL = {"cnn1-flat-same": (("structured", "jacobian"), [2]),
-             "cnn3-flat-circ-erf-b": (("structured",), [2]),
+# Empirical kernels (their compilations dominate the time) for two cases, a ConvNet and a
+# ConvResNet with every kind of parameter (hidden layers, biases; both paddings, both readouts
+# between them): name -> reskernel's methods, and neural-tangents' implementations (2:
+# NTK-vector products, the cheapest here; test_reference_nt checks that its three
+# implementations agree; 1 and 3 add ~20 s). A depth-1 ReLU ConvNet (cnn1-flat-same) was a
+# third case, ~20 s for one path the two do not take, a ConvNet without hidden layers (its
+# analytic kernels are still checked here; tests/test_conv_nets.py checks ReLU ConvNets' empirical
+# kernels against Jacobians written there).
+EMPIRICAL = {"cnn3-flat-circ-erf-b": (("structured", "jacobian"), [2]),
              "res3-g1-gap-same-erf-b": (("structured",), [2])}
 
 
@@ -125,14 +129,18 @@ def test_conv_empirical_matches_neural_tangents(x64, conv_reference, name, arch,
                               x1.shape[1:3])
     net = rk.network(arch, channels=CHANNELS)
     params = jax.tree_util.tree_map(np.asarray, params)
-    np.testing.assert_allclose(net.apply(params, x1), out[f"{name}/f1"].reshape(-1), rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(net.apply(params, x2), out[f"{name}/f2"].reshape(-1), rtol=1e-10, atol=1e-12)
+    # x1 and x2 as one batch (one compilation of each function instead of two): K(x1, x2) is the
+    # symmetric kernel's block [:n1, n1:]
+    x, n1 = np.concatenate([x1, x2]), x1.shape[0]
+    f = net.apply(params, x)
+    np.testing.assert_allclose(f[:n1], out[f"{name}/f1"].reshape(-1), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(f[n1:], out[f"{name}/f2"].reshape(-1), rtol=1e-10, atol=1e-12)
     impls = [k.rsplit("/", 1)[1] for k in out if k.startswith(f"{name}/empirical_ntk/")]
     assert impls
     for method in EMPIRICAL[name][0]:
-        e = rk.empirical_kernel(net, params, x1, x2, trained="all", method=method)
-        err = _rel(e.nngp, out[f"{name}/empirical_nngp"])
+        e = rk.empirical_kernel(net, params, x, trained="all", method=method)
+        err = _rel(e.nngp[:n1, n1:], out[f"{name}/empirical_nngp"])
         assert err <= 1e-10, f"{method} nngp: {err:.3g}"
         for impl in impls:
-            err = _rel(e.ntk, out[f"{name}/empirical_ntk/{impl}"])
+            err = _rel(e.ntk[:n1, n1:], out[f"{name}/empirical_ntk/{impl}"])
             assert err <= 1e-10, f"{method} ntk vs nt implementation {impl}: {err:.3g}"
