@@ -32,7 +32,7 @@ from reskernel.core.blocked import row_mesh, sharded_kernel  # noqa: E402
 from reskernel.inference.cg import cg_solve  # noqa: E402
 
 ARCH = rk.ResNet(10, gamma=0.5)
-N, D, BLOCK = 800, 20, 100
+N, D, BLOCK = 2000, 20, 250
 
 
 def inputs(dtype):

@@ -1,13 +1,14 @@
 """Kernels across local processes (jax.distributed over localhost, JAX's CPU collectives).
 
-Each launch starts processes of tests/distributed_worker.py, one CPU device each, n = 800,
+Each launch starts processes of tests/distributed_worker.py, one CPU device each, n = 2,000,
 d = 20, ResNet depth 10 (float64 by the recursion; float32 by the tables, with two nearly
 parallel pairs of rows that the tables' pass refines in float64, in different processes).
 One launch of 2 processes (process start-up is most of the cost) does everything in turn: both
 dtypes, CG over the sharded kernel, the disagreement errors, then the disk store, in which
 process 1 SIGKILLs itself after its first block; the rest is resumed here, in one process. (A
 second launch, of 4 processes, repeated the float64 kernels, CG and the store: 42 of the file's
-112 s at load 2-4, for no path the 2 processes do not take.)
+112 s at load 2-4, for no path the 2 processes do not take; tests/test_conv_sharded.py launches
+4 processes, for conv kernels and their store.)
 Equalities are bit for bit where the same per-device program runs on the same inputs (the
 one-process reference over as many devices, blocked_kernel with the store's block), and to
 rounding against reskernel.kernel, whose tiles differ. Every subprocess has a timeout, so a
