@@ -22,7 +22,7 @@ nbclient = pytest.importorskip("nbclient")
 ROOT = Path(__file__).resolve().parents[1]
 NB_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(p.name for p in NB_DIR.glob("[0-9][0-9]_*.ipynb"))
-NEEDS_DATA = ("02", "05", "07", "08")  # read MNIST/CIFAR-10
+NEEDS_DATA = ("02", "05", "07", "08", "09")  # read MNIST/CIFAR-10
 _UMASK = os.umask(0)  # read once (there is no getter), to give written files the usual mode
 os.umask(_UMASK)
 
@@ -137,8 +137,15 @@ def _check_08(r):  # the validation choice tests near its validation score; Lee 
         assert abs(lee["accuracy"] - lee["published"]) < 0.05, (d, lee)
 
 
+def _check_09(r):  # small mode (20 CIFAR2 images at 4x4, depth 4): accuracies above chance, drops in range
+    acc = r["accuracy_deepest"]
+    assert acc and all(0.5 <= a <= 1 for a in acc.values()), acc
+    assert _finite(r["convnet_worst_drop"], r["convresnet_worst_drop"], r["gap_minus_dense_mean"]), r
+    assert 0 <= r["convnet_worst_drop"] < 0.5 and 0 <= r["convresnet_worst_drop"] < 0.5, r
+
+
 CHECKS = {"01": _check_01, "02": _check_02, "03": _check_03, "04": _check_04, "05": _check_05, "06": _check_06,
-          "07": _check_07, "08": _check_08}
+          "07": _check_07, "08": _check_08, "09": _check_09}
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
