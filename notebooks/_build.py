@@ -751,7 +751,7 @@ from reskernel.studies import conv_depth
 if SMALL:
     RUNS = [dict(datasets="cifar2", n_train=20, n_test=20, image_size=4, depth=4, archs="ffnet,resnet:0.5",
                  readouts="dense,gap")]
-else:   # docs/results/conv_depth.md's two runs (about 40 minutes on a loaded 2-core CPU)
+else:   # docs/results/conv_depth.md's two runs (45 minutes on a loaded 2-core CPU)
     RUNS = [dict(n_train=200, n_test=180, image_size=8, depth=100, readouts="dense,flatten"),
             dict(n_train=80, n_test=80, image_size=8, depth=100, readouts="dense,flatten,gap")]
 results = [conv_depth.study(out=OUT / ("study_small" if SMALL else "study"), progress=False, **run) for run in RUNS]
