@@ -117,13 +117,3 @@ def test_bad_arguments_name_themselves(tmp_path):
     # the loaders' own checks: an odd balanced cifar2 size, a cifar10 size that is no multiple of 10
     r = CliRunner().invoke(main, ["convdepths", "--small", "--n-train", "15", "--out", str(tmp_path / "y")])
     assert r.exit_code == 1 and "n_train" in r.output, r.output
-
-
-def test_even_block_fits_the_memory_bound():
-    from reskernel.core.conv import BLOCK_BYTES, block_bytes
-
-    for n in (1, 67, 68, 69, 80, 200):
-        b = conv_depth.even_block(n, 8, 8, "gap")
-        nb = -(-n // b)
-        assert block_bytes(b, 8, 8, "gap") <= BLOCK_BYTES and nb * b - n < nb      # equal blocks, < 1 image each
-    assert conv_depth.even_block(200, 8, 8, "gap") == 67 and conv_depth.even_block(80, 8, 8, "gap") == 40

@@ -17,10 +17,10 @@ Modules: _spec (defaults), _data (pooled images), _run (study, its units and sco
 from ._command import convdepths_command
 from ._data import Images, load_images, pool
 from ._plots import plot_conv_depths
-from ._run import KEYS, arch_of, even_block, parse_datasets, parse_readouts, score_depths, study, unit_kernels
+from ._run import KEYS, arch_of, parse_datasets, parse_readouts, score_depths, study, unit_kernels
 from ._spec import DATASETS, DEFAULTS, READOUTS, SMALL, TABLE_DEPTHS
 from ._summary import drop, table
 
 __all__ = ["DATASETS", "DEFAULTS", "Images", "KEYS", "READOUTS", "SMALL", "TABLE_DEPTHS", "arch_of",
-           "convdepths_command", "drop", "even_block", "load_images", "parse_datasets", "parse_readouts",
+           "convdepths_command", "drop", "load_images", "parse_datasets", "parse_readouts",
            "plot_conv_depths", "pool", "score_depths", "study", "table", "unit_kernels"]

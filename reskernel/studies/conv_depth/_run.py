@@ -28,8 +28,7 @@ from ..sweeps._spec import parse_arch
 from ._data import load_images
 from ._spec import DATASETS, DEFAULTS, READOUTS
 
-__all__ = ["KEYS", "arch_of", "unit_kernels", "score_depths", "study", "parse_readouts", "parse_datasets",
-           "even_block"]
+__all__ = ["KEYS", "arch_of", "unit_kernels", "score_depths", "study", "parse_readouts", "parse_datasets"]
 
 KEYS = ("dataset", "n_train", "n_test", "image_size", "filter_size", "noise", "trained", "max_depth", "arch",
         "readout", "kernel", "depth")
@@ -74,33 +73,16 @@ def arch_of(arch: str, readout: str, depth: int, filter_size: int = 3):
     return ConvNet(depth, **conv) if kind == "ffnet" else ConvResNet(depth, gamma=gamma, **conv)
 
 
-def even_block(n: int, height: int, width: int, readout: str) -> int:
-    """The conv kernels' block side for n images: as few blocks as conv.BLOCK_BYTES allows, of
-    equal size (the default block pads the last one, up to ~2x the work at n ~ 1.5 blocks)."""
-    from ...core.conv import BLOCK_BYTES, block_bytes
-
-    most = 1
-    while most < n and block_bytes(most + 1, height, width, readout) <= BLOCK_BYTES:
-        most += 1
-    return -(-n // -(-n // most))
-
-
 def unit_kernels(arch, train: np.ndarray, test: np.ndarray):
     """(k_train, k_test): Kernel(nngp, ntk) of (L, n, n) and (L, m, n) float32 arrays at every
     depth 1..L of `arch`. train, test: (n, H, W, C), (m, H, W, C) images (flattened for a dense
-    arch)."""
+    arch). Conv kernels use conv_kernel's default blocks (equal blocks within its memory budget)."""
     from ...core.analytic import kernel
     from ...core.conv_arch import ConvNet, ConvResNet
 
     a, b = np.asarray(train, np.float32), np.asarray(test, np.float32)
-    if isinstance(arch, (ConvNet, ConvResNet)):
-        _, h, w, _ = a.shape
-        block = even_block(max(len(a), len(b)), h, w, arch.readout)
-        from ...core.conv import conv_kernel
-
-        return (conv_kernel(arch, a, all_depths=True, block=block),
-                conv_kernel(arch, b, a, all_depths=True, block=block))
-    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+    if not isinstance(arch, (ConvNet, ConvResNet)):
+        a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
     return kernel(arch, a, all_depths=True), kernel(arch, b, a, all_depths=True)
 
 
