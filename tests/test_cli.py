@@ -34,7 +34,7 @@ def test_commands_registered():
 
 
 COMMANDS = {"demo", "lengths", "shortcut", "regress", "sweep", "skipinit", "fromage", "phases", "select", "uncertainty",
-            "curves", "depths"}
+            "curves", "depths", "convdepths"}
 
 
 def _run(args):
