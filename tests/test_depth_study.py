@@ -9,7 +9,6 @@ import reskernel as rk
 from reskernel.studies.depth_study import _family_kernels, finite_width_check, parse_depths, regress_command, study
 from reskernel.precision import enable_x64
 from tqdm import tqdm
-from parallel_runs import run_together
 
 
 def test_parse_depths():
@@ -150,9 +149,26 @@ def test_cli_says_resumed_only_when_rows_were_found(tmp_path):
     assert again.exit_code == 0 and "(0 unit(s) computed, 1 resumed from regress_mnist2.json)" in again.output
 
 
-def test_concurrent_runs_with_different_settings_keep_all_rows(tmp_path):
+def test_runs_with_different_settings_into_one_folder_keep_all_rows(tmp_path, monkeypatch):
+    """A run with another gamma writes into the folder while this one computes its kernels: both
+    runs' rows stay (each merge reads the stored rows under the lock). In-process, so the other
+    run's writes fall between this run's read and its merge every time; two real processes
+    writing one folder at once are tested once for the whole store, in test_store.py."""
+    import reskernel.studies.depth_study as ds_module
+
     out = tmp_path / "out"
-    run_together(tmp_path, [["regress", *_regress_args(out, "0.5")], ["regress", *_regress_args(out, "1")]])
+    kw = dict(archs=["resnet"], depths=[1, 3], kernels=["ntk"], precisions=["float64"], n_train=40, n_test=40,
+              out=out, progress=False)
+    family = ds_module._family_kernels
+
+    def kernels_beside_another_run(*args, **kwargs):
+        monkeypatch.setattr(ds_module, "_family_kernels", family)
+        study("mnist2", gammas=[0.5], **kw)
+        return family(*args, **kwargs)
+
+    monkeypatch.setattr(ds_module, "_family_kernels", kernels_beside_another_run)
+    res = study("mnist2", gammas=[1.0], **kw)
+    assert len(res["computed"]) == 1 and res["resumed"] == []
     rows = json.loads((out / "regress_mnist2.json").read_text())["rows"]
     assert sorted((r["gamma"], r["depth"]) for r in rows) == [(0.5, 1), (0.5, 3), (1.0, 1), (1.0, 3)]
     assert len((out / "regress_mnist2.csv").read_text().splitlines()) == 1 + 4

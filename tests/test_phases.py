@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from parallel_runs import run_together
 from reskernel.cli import main
 from reskernel.studies import phases
 from reskernel.studies.phases import _run
@@ -145,10 +144,26 @@ def _args(out, w_vars):
             "--out", str(out)]
 
 
-def test_two_runs_into_one_folder_keep_every_row(tmp_path):
+def test_two_runs_into_one_folder_keep_every_row(tmp_path, monkeypatch):
+    """A run over w_var 2, 3 writes into the folder while this one (w_var 1, 2, by the command)
+    computes its first unit: every row of both stays, and the units the other run finished are
+    resumed, not recomputed. In-process, so the other run's writes fall inside this one every
+    time; two real processes writing one folder at once are tested once for the whole store, in
+    test_store.py."""
     out = tmp_path / "o"
-    outs = run_together(tmp_path, [_args(out, "1,2"), _args(out, "2,3")])
-    assert all("unit(s) computed" in o and "Accuracy lost" in o for o in outs), outs
+    real = _run._unit_rows
+    other = dict(activations=("relu",), w_vars=(2.0, 3.0), b_vars=(0.05,), critical=False, depths=(1, 3),
+                 archs=("ffnet", "resnet:1"), n_train=20, n_test=20, out=out, progress=False, plot=False)
+
+    def unit_beside_another_run(*args, **kwargs):
+        monkeypatch.setattr(_run, "_unit_rows", real)
+        phases.study(**other)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_run, "_unit_rows", unit_beside_another_run)
+    first = CliRunner().invoke(main, _args(out, "1,2"))
+    assert first.exit_code == 0, first.output
+    assert "2 unit(s) computed, 2 resumed" in first.output and "Accuracy lost" in first.output, first.output
     doc = json.loads((out / "phases_mnist2.json").read_text())
     keys = {_key(r) for r in doc["rows"]}
     assert len(keys) == len(doc["rows"]) == 3 * 2 * 2 * 2   # w_var 1, 2, 3 x 2 archs x 2 kernels x 2 depths

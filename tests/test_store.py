@@ -137,17 +137,21 @@ def test_plots_follow_the_umask(tmp_path, mask):
 
 
 def test_concurrent_study_runs_keep_both_runs_rows(tmp_path):
-    """Two `lengths` processes with other seeds, started together into one --out: both
-    runs' rows are stored, and the CSV holds the same rows as the JSON."""
+    """Two `sweep` commands over other widths, started together into one --out (real processes,
+    JAX and all): both runs' cells are stored. The suite's one concurrent CLI run: the store's
+    Table under concurrent writers is test_concurrent_writers_keep_all_rows, and each study's
+    merging beside another run is tested in-process in its own file (test_lengths.py,
+    test_phases.py, test_depth_study.py, test_training_studies.py). The sweep stands for them
+    all because its store path, update_document, is the one the writers above do not use. One
+    tiny cell per run (a subprocess start-up, importing JAX, is most of the time)."""
     from parallel_runs import run_together
 
     out = tmp_path / "out"
-    args = ["lengths", "--out", str(out), "--width", "4", "--depth", "2", "--seeds", "8", "--no-x64"]
-    outs = run_together(tmp_path, [args + ["--seed", "0"], args + ["--seed", "1"]])
-    assert all("9 computed, 0 reused" in o for o in outs), outs
-    rows = Table(out, "lengths", ("config", "seed")).read()
-    assert sorted(r["seed"] for r in rows) == [0] * 9 + [1] * 9
-    with open(out / "lengths.csv") as f:
-        assert sorted((r["config"], r["seed"]) for r in csv.DictReader(f)) == \
-            sorted((r["config"], str(r["seed"])) for r in rows)
-    assert sorted(p.name for p in out.iterdir()) == ["lengths.csv", "lengths.json", "lengths.png"]
+    base = ["sweep", "--out", str(out), "--archs", "ffnet", "--depths", "2", "--seeds", "2", "--n-inputs", "4",
+            "--no-plot"]
+    run_together(tmp_path, [base + ["--widths", "16"], base + ["--widths", "32"]])
+    stored = json.loads((out / "sweep.json").read_text())
+    assert set(stored["cells"]) == {"ffnet|2|16", "ffnet|2|32"}
+    assert all(c["seeds"] == [0, 1] and len(c["ntk"]["frob"]) == 2 for c in stored["cells"].values())
+    assert stored["config"]["widths"] == [16, 32]
+    assert sorted(p.name for p in out.iterdir()) == ["sweep.json"]  # no lock or temporary files
