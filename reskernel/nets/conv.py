@@ -23,7 +23,6 @@ delta = df/dy (reskernel.nets.conv_empirical contracts these):
 import dataclasses
 import functools
 import math
-from collections.abc import Mapping
 from typing import NamedTuple, Optional, Tuple
 
 import jax
@@ -32,7 +31,7 @@ import numpy as np
 
 from .. import _checks
 from ..core.conv_arch import ConvNet, check_conv_arch, image_shape
-from .networks import _BIAS_STREAM, _activation, _nonfinite
+from .networks import _BIAS_STREAM, _activation, _nonfinite, check_params
 
 __all__ = ["ConvNetwork", "Trace"]
 
@@ -161,40 +160,13 @@ class ConvNetwork:
 
     def _check_params(self, params, in_channels, image_size, name="x"):
         """The common dtype of `params` after checking them against this net and images of
-        `in_channels` channels and `image_size` (H, W): keys, shapes, one float32/float64 dtype,
-        finite values (concrete params only)."""
-        shapes = self.param_shapes(in_channels, image_size)
-        what = f"{type(self.arch).__name__}(depth={self.arch.depth}) of {self.channels} channels"
-        if not isinstance(params, Mapping):
-            raise TypeError(f"params must be the dict made by net.init, with keys {list(shapes)}; "
-                            f"got {type(params).__name__}")
-        if set(params) != set(shapes):
-            missing = [k for k in shapes if k not in params]
-            extra = sorted(map(str, set(params) - set(shapes)))
-            raise ValueError(f"params of a {what} (b_var = {self.arch.b_var:g}) must have the keys {list(shapes)}; "
-                             + "; ".join(p for p in (f"missing {missing}" if missing else "",
-                                                     f"unexpected {extra}" if extra else "") if p))
-        dtypes = set()
-        for key, want in shapes.items():
-            leaf = params[key]
-            if not isinstance(leaf, (jax.Array, np.ndarray)):
-                raise TypeError(f"params[{key!r}] must be an array of shape {want}, got {type(leaf).__name__}")
-            dt = np.dtype(leaf.dtype)
-            if dt not in _checks.FLOAT_DTYPES:
-                raise TypeError(f"params[{key!r}] has dtype {dt}; parameters must be float32 or float64")
-            dtypes.add(dt)
-            got = tuple(leaf.shape)
-            if got != want:
-                raise ValueError(f"params[{key!r}] has shape {got}, expected {want} for a {what} and images "
-                                 f"{name} of shape (n, {image_size[0]}, {image_size[1]}, {in_channels})"
-                                 + _shape_hint(key, got, want, name))
-        if len(dtypes) > 1:
-            raise TypeError(f"params mix dtypes {sorted(map(str, dtypes))}; all must share one, float32 or float64")
-        for key in shapes:
-            bad = _nonfinite(params[key])
-            if bad:
-                raise ValueError(f"params[{key!r}] has {bad} non-finite entries (nan or inf); parameters must be finite")
-        return dtypes.pop()
+        `in_channels` channels and `image_size` (H, W) (nets.networks.check_params)."""
+        arch = self.arch
+        return check_params(params, self.param_shapes(in_channels, image_size),
+                            what=f"{type(arch).__name__}(depth={arch.depth}) of {self.channels} channels",
+                            inputs=f"images {name} of shape (n, {image_size[0]}, {image_size[1]}, {in_channels})",
+                            keys_hint=lambda missing, extra: f" (this arch has b_var = {arch.b_var:g})",
+                            shape_hint=lambda key, got, want: _shape_hint(key, got, want, name))
 
 
 _BIAS_NAMES = ("input_bias", "hidden_bias", "embed_bias", "b", "readout_bias")

@@ -170,42 +170,53 @@ class Network:
 
     def _check_params(self, params, d):
         """The common dtype of `params` after checking them against this network and input
-        dimension d: the keys of `init`, their shapes, one floating dtype (float32 or float64),
-        and finite values (concrete params only; under jit/grad/vmap only shapes and dtypes)."""
-        shapes = self.param_shapes(d)
-        what = f"{type(self.arch).__name__}(depth={self.arch.depth}) of width {self.width}"
-        if not isinstance(params, Mapping):
-            raise TypeError(f"params must be the dict made by net.init, with keys {list(shapes)}; "
-                            f"got {type(params).__name__}")
-        if set(params) != set(shapes):
-            missing = [k for k in shapes if k not in params]
-            extra = sorted(map(str, set(params) - set(shapes)))
-            raise ValueError(f"params of a {what} must have the keys {list(shapes)}; "
-                             + "; ".join(p for p in (f"missing {missing}" if missing else "",
-                                                     f"unexpected {extra}" if extra else "") if p)
-                             + _bias_hint(self.arch, missing, extra))
-        dtypes = {}
-        for name, want in shapes.items():
-            leaf = params[name]
-            if not isinstance(leaf, (jax.Array, np.ndarray)):
-                raise TypeError(f"params[{name!r}] must be an array of shape {want}, got {type(leaf).__name__}")
-            dtypes[name] = dt = np.dtype(leaf.dtype)
-            if dt not in _checks.FLOAT_DTYPES:
-                raise TypeError(f"params[{name!r}] has dtype {dt}; parameters must be float32 or float64, "
-                                "as net.init makes them")
-            got = tuple(leaf.shape)
-            if got != want:
-                raise ValueError(f"params[{name!r}] has shape {got}, expected {want} for a {what} "
-                                 f"and inputs of dimension {d}" + _shape_hint(self.arch, name, got, want))
-        if len(set(dtypes.values())) > 1:
-            mix = ", ".join(f"{k} {v}" for k, v in dtypes.items())
-            raise TypeError(f"params mix dtypes ({mix}); all must share one dtype, float32 or float64")
-        for name in shapes:
-            bad = _nonfinite(params[name])
-            if bad:
-                raise ValueError(f"params[{name!r}] has {bad} non-finite entries (nan or inf) of "
-                                 f"{params[name].size}; parameters must be finite")
-        return dtypes[next(iter(shapes))]
+        dimension d (check_params)."""
+        arch = self.arch
+        return check_params(params, self.param_shapes(d),
+                            what=f"{type(arch).__name__}(depth={arch.depth}) of width {self.width}",
+                            inputs=f"inputs of dimension {d}",
+                            keys_hint=lambda missing, extra: _bias_hint(arch, missing, extra),
+                            shape_hint=lambda name, got, want: _shape_hint(arch, name, got, want))
+
+
+def check_params(params, shapes, *, what, inputs, keys_hint, shape_hint):
+    """The common dtype of `params` after checking them against `shapes` ({name: shape}, the
+    net's `param_shapes`): the keys, their shapes, one floating dtype (float32 or float64), and
+    finite values (concrete params only; under jit/grad/vmap only shapes and dtypes). what: the
+    net in words; inputs: the inputs in words; keys_hint(missing, extra) and
+    shape_hint(name, got, want): net-specific text appended to the key and shape errors."""
+    if not isinstance(params, Mapping):
+        raise TypeError(f"params must be the dict made by net.init, with keys {list(shapes)}; "
+                        f"got {type(params).__name__}")
+    if set(params) != set(shapes):
+        missing = [k for k in shapes if k not in params]
+        extra = sorted(map(str, set(params) - set(shapes)))
+        raise ValueError(f"params of a {what} must have the keys {list(shapes)}; "
+                         + "; ".join(p for p in (f"missing {missing}" if missing else "",
+                                                 f"unexpected {extra}" if extra else "") if p)
+                         + keys_hint(missing, extra))
+    dtypes = {}
+    for name, want in shapes.items():
+        leaf = params[name]
+        if not isinstance(leaf, (jax.Array, np.ndarray)):
+            raise TypeError(f"params[{name!r}] must be an array of shape {want}, got {type(leaf).__name__}")
+        dtypes[name] = dt = np.dtype(leaf.dtype)
+        if dt not in _checks.FLOAT_DTYPES:
+            raise TypeError(f"params[{name!r}] has dtype {dt}; parameters must be float32 or float64, "
+                            "as net.init makes them")
+        got = tuple(leaf.shape)
+        if got != want:
+            raise ValueError(f"params[{name!r}] has shape {got}, expected {want} for a {what} "
+                             f"and {inputs}" + shape_hint(name, got, want))
+    if len(set(dtypes.values())) > 1:
+        mix = ", ".join(f"{k} {v}" for k, v in dtypes.items())
+        raise TypeError(f"params mix dtypes ({mix}); all must share one dtype, float32 or float64")
+    for name in shapes:
+        bad = _nonfinite(params[name])
+        if bad:
+            raise ValueError(f"params[{name!r}] has {bad} non-finite entries (nan or inf) of "
+                             f"{params[name].size}; parameters must be finite")
+    return dtypes[next(iter(shapes))]
 
 
 # fold_in constant of the biases' key stream ("bias" in ASCII): the weights keep split(key, 4).
