@@ -177,8 +177,9 @@ def test_runs_with_different_settings_into_one_folder_keep_all_rows(tmp_path, mo
 def test_kill_between_json_and_csv_is_repaired_on_rerun(tmp_path, monkeypatch):
     import os
 
-    kw = dict(archs=["ffnet", "resnet"], gammas=[1.0], depths=[1, 2], kernels=["ntk"], precisions=["float64"],
-              n_train=30, n_test=30, out=tmp_path, progress=False)
+    # test_cli's settings (depths 1, 3; 40 + 40 images): the compiled kernels are reused
+    kw = dict(archs=["ffnet", "resnet"], gammas=[1.0], depths=[1, 3], kernels=["ntk"], precisions=["float64"],
+              n_train=40, n_test=40, out=tmp_path, progress=False)
     real, csv_writes = os.replace, []
 
     def replace(src, dst):
@@ -203,8 +204,8 @@ def test_result_files_follow_umask(tmp_path):
 
     old = os.umask(0o022)
     try:
-        res = study("mnist2", archs=["ffnet"], depths=[1], kernels=["ntk"], precisions=["float64"], n_train=20,
-                    n_test=20, out=tmp_path, progress=False)
+        res = study("mnist2", archs=["ffnet"], depths=[1, 3], kernels=["ntk"], precisions=["float64"], n_train=40,
+                    n_test=40, out=tmp_path, progress=False)   # test_cli's FFNet: compiled once
     finally:
         os.umask(old)
     for path in (res["json"], res["csv"]):

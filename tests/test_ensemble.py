@@ -229,9 +229,14 @@ def _train(arch, trained, width, x_tr, y_tr, x_te, lr, steps, seeds):
 
 @pytest.mark.parametrize("trained", ["all", "hidden"])
 def test_ensemble_matches_trained_wide_networks(x64, trained):
-    """FFNet depth 2, width 1024, 6 training and 4 test points, 96 seeds, gradient descent at
+    """FFNet depth 2, width 512, 6 training and 4 test points, 96 seeds, gradient descent at
     lr = 1 / lambda_max for 3 and 10 steps: mean within 4 standard errors, log variance within
-    4 standard errors of a sample variance (sqrt(2 / (seeds - 1)))."""
+    4 standard errors of a sample variance (sqrt(2 / (seeds - 1))). The error bars are those of
+    the 96 seeds, whatever the width; the width only sets the O(1/width) bias, which at 512
+    stays inside them (measured, hidden: max |z| of the mean 0.50 at 512, 1.05 at 1024; log
+    variance 2.2 and 2.1 standard errors of the 4 allowed; all at 512: 0.50 and 2.5), and 4x fewer multiply-adds than
+    1024. The power checks below still fail the untrained prediction (measured 1.86 x and 4.0 x
+    their bounds at 512)."""
     rng = np.random.default_rng(4)
     x = rng.normal(size=(10, 4))
     x_tr, x_te, y = x[:6], x[6:], np.sign(rng.normal(size=6))
@@ -242,7 +247,7 @@ def test_ensemble_matches_trained_wide_networks(x64, trained):
     steps, seeds = [0, 3, 10], 96
     pred = ntk_ensemble(eigh_factor(ntk[:6, :6]), y, ntk[6:, :6], steps, lr=lr, nngp_train=nngp[:6, :6],
                         nngp_test_train=nngp[6:, :6], nngp_test_test=np.diagonal(nngp)[6:])
-    outs = _train(arch, trained, 1024, x_tr, y, x_te, lr, steps, seeds)
+    outs = _train(arch, trained, 512, x_tr, y, x_te, lr, steps, seeds)
     mean, var = outs.mean(0), outs.var(0, ddof=1)
     se_mean, se_log_var = np.sqrt(pred.covariance / seeds), np.sqrt(2 / (seeds - 1))
     assert np.abs((mean - pred.mean) / se_mean).max() < 4, (mean, pred.mean)
