@@ -243,8 +243,8 @@ def test_sweep_command(tmp_path):
 
 
 def test_runs_into_one_folder_merge_and_return_their_own_grid(tmp_path):
-    kw = dict(archs=["ffnet"], depths=[2], seeds=2, n_inputs=4, d_in=3, progress=False, plot=False,
-              log=lambda *_: None)
+    # test_sweep_command's inputs (3 of dimension 16) and seeds: widths 16 and 32 compile once
+    kw = dict(archs=["ffnet"], depths=[2], seeds=2, n_inputs=3, progress=False, plot=False, log=lambda *_: None)
     sweeps.sweep(tmp_path, widths=[16, 32], **kw)
     res = sweeps.sweep(tmp_path, widths=[32, 64], **kw)
     assert res["config"]["widths"] == [32, 64] and {r["width"] for r in res["summary"]["rows"]} == {32, 64}
