@@ -2,7 +2,16 @@
 equal conv_kernel's bit for bit (each block is the same program on the same inputs), on every
 process, for x2 = None (blocks i <= j, mirrored) and x2 given; processes that pass different
 images are refused. Runs tests/conv_sharded_worker.py in subprocesses (device counts are fixed
-when JAX starts; several processes meet through jax.distributed on localhost)."""
+when JAX starts; several processes meet through jax.distributed on localhost).
+
+Cost: each subprocess start (python, the jax import, the distributed connect) and each compiled
+block program (one per case, block shape and device) takes seconds, so conv_kernel's references
+are computed once, here (while the workers start), not in every worker; x2 given uses the block
+shape of x2 = None (one program per case and device); the 3-device launch runs one case (the
+other, all depths and every layer trained, runs in the 4-process launch, where placing the
+blocks is the same code).
+"""
+import functools
 import json
 import socket
 import subprocess
@@ -12,13 +21,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-WORKER = Path(__file__).resolve().parent / "conv_sharded_worker.py"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import conv_sharded_worker as W  # noqa: E402  (its cases and inputs; importing it starts no process)
+
+WORKER = Path(W.__file__)
 
 
 def _free_port():
     with socket.socket() as s:
         s.bind(("localhost", 0))
         return s.getsockname()[1]
+
+
+@functools.lru_cache(maxsize=None)
+def _references():
+    """conv_kernel of every case and of the public call, in this process (float64)."""
+    from reskernel.core.conv import conv_kernel
+    from reskernel.precision import enable_x64
+
+    with enable_x64():
+        return W.kernels(conv_kernel, tuple(W.CASES), public_fn=conv_kernel)
 
 
 def _run(tmp, processes, devices, **extra):
@@ -28,6 +50,12 @@ def _run(tmp, processes, devices, **extra):
                                                out=str(tmp), **extra))],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for pid in range(processes)]
+    try:
+        ref = _references()   # here while the workers import jax
+    except BaseException:
+        for p in procs:
+            p.kill()
+        raise
     for p in procs:
         try:
             log, _ = p.communicate(timeout=240)
@@ -36,35 +64,36 @@ def _run(tmp, processes, devices, **extra):
                 q.kill()
             pytest.fail("a conv worker did not finish within 240 s")
         assert p.returncode == 0, log[-3000:]
-    return [dict(np.load(tmp / f"conv_{pid}.npz")) for pid in range(processes)]
+    return [dict(np.load(tmp / f"conv_{pid}.npz")) for pid in range(processes)], ref
 
 
-def _check_equal(out):
-    tags = [k[:-len("_nngp")] for k in out if k.endswith("_nngp") and "_ref_" not in k and k != "store_nngp"]
-    assert len(tags) == 4
-    for tag in tags:
-        for kernel in ("nngp", "ntk"):
-            got, ref = out[f"{tag}_{kernel}"], out[f"{tag}_ref_{kernel}"]
-            assert got.shape == ref.shape and np.all(np.isfinite(ref))
-            np.testing.assert_array_equal(got, ref, err_msg=f"{tag} {kernel}")
+def _check_equal(out, ref, cases, public):
+    keys = [f"{c}_{t}_{k}" for c in cases for t in ("sym", "cross") for k in ("nngp", "ntk")]
+    keys += ["public_nngp", "public_ntk"] if public else []
+    assert set(keys) <= set(out) and set(keys) <= set(ref)
+    assert not public or "public_ntk" in out
+    for key in keys:
+        got, want = out[key], ref[key]
+        assert got.shape == want.shape and np.all(np.isfinite(want)) and np.abs(want).max() > 0
+        np.testing.assert_array_equal(got, want, err_msg=key)
 
 
 def test_three_devices_one_process(tmp_path):
-    (out,) = _run(tmp_path, processes=1, devices=3)
-    _check_equal(out)
+    (out,), ref = _run(tmp_path, processes=1, devices=3, cases=["resnet_gap"])
+    _check_equal(out, ref, ["resnet_gap"], public=False)
     np.testing.assert_array_equal(out["placed_on"], [2, 2])   # a block dealt to device 2 runs there
 
 
 def test_four_processes(tmp_path):
-    outs = _run(tmp_path, processes=4, devices=1, mismatch=True, store=True)
+    outs, ref = _run(tmp_path, processes=4, devices=1, cases=list(W.CASES), public=True, mismatch=True, store=True)
     for pid, out in enumerate(outs):
-        _check_equal(out)
+        _check_equal(out, ref, list(W.CASES), public=True)
         # the store: row blocks 0-2, 3-5, 6 to processes 0, 1, 2 (none to 3); a rerun computes nothing
         mine = int(pid < 3)
         np.testing.assert_array_equal(out["store_counts"], [mine, 0, 0, mine])
         for kernel in ("nngp", "ntk"):   # row blocks against every column: equal to rounding
-            ref = out[f"resnet_gap_sym_ref_{kernel}"]
-            np.testing.assert_allclose(out[f"store_{kernel}"], ref, rtol=1e-13, atol=1e-13 * np.abs(ref).max())
+            want = ref[f"resnet_gap_sym_{kernel}"]
+            np.testing.assert_allclose(out[f"store_{kernel}"], want, rtol=1e-13, atol=1e-13 * np.abs(want).max())
         assert "x1" in str(out["mismatch_error"]) or "inputs" in str(out["mismatch_error"])
     np.testing.assert_array_equal(outs[0]["resnet_gap_sym_ntk"], outs[1]["resnet_gap_sym_ntk"])
 
