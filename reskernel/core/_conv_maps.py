@@ -124,11 +124,22 @@ def resnet_sigma(arch, state, layout):
     return arch.w_var * window(k, arch, layout) + arch.b_var, window(theta, arch, layout)
 
 
+def resnet_theta_term(arch, sigma, s_theta, v, vdot):
+    """The NTK's branch term under the window, V + Vdot (Sigma + w_var S[Theta]) (elementwise)."""
+    return v + vdot * (sigma + arch.w_var * s_theta)
+
+
+def resnet_update(arch, state, terms, a2, layout):
+    """The stream's (K, Theta) after a block of weight a2 = a_l^2 from the branch's terms
+    (V, resnet_theta_term)."""
+    k, theta = state
+    v, u = terms
+    return k + a2 * window(v, arch, layout), theta + a2 * window(u, arch, layout)
+
+
 def resnet_block(arch, state, sigma, s_theta, v, vdot, a2, layout):
     """The stream's (K, Theta) after a block of weight a2 = a_l^2 (module doc)."""
-    k, theta = state
-    return (k + a2 * window(v, arch, layout),
-            theta + a2 * window(v + vdot * (sigma + arch.w_var * s_theta), arch, layout))
+    return resnet_update(arch, state, (v, resnet_theta_term(arch, sigma, s_theta, v, vdot)), a2, layout)
 
 
 def resnet_read(arch, state, layout, trained):
