@@ -455,9 +455,12 @@ NB05 = ("05_skipinit_fromage", r"""
 from reskernel import training as tr
 
 STREAM = dict(depth=20, width=32, n_seeds=4) if SMALL else dict(depth=200, width=256, n_seeds=16)
-SKIP = dict(depths=(12,), width=16, steps=50, learning_rates=(0.1,)) if SMALL else \
+# Small mode: the 128 training images are one batch (batch_size=None, full-batch steps): the gradient
+# of a 128-image minibatch of 128 images, without a sampling step to compile into every run.
+SKIP = dict(depths=(12,), width=16, steps=50, learning_rates=(0.1,), batch_size=None) if SMALL else \
     dict(depths=(10, 30, 100, 300), width=64, steps=300, learning_rates=(0.1, 0.01))
-FROM = dict(depths=(10,), width=16, steps=60, grids={k: v for k, v in tr.FROMAGE_GRIDS.items() if k != "lars"}) if SMALL else \
+FROM = dict(depths=(10,), width=16, steps=60, batch_size=None,
+            grids={k: v for k, v in tr.FROMAGE_GRIDS.items() if k != "lars"}) if SMALL else \
     dict(depths=(2, 5, 10, 15, 20, 25, 30, 40, 50), width=128, steps=500)
 x_train, y_train, x_test, y_test = tr.load_two_class("mnist2", n_train=128 if SMALL else 2000,
                                                      n_test=128 if SMALL else 1000)
