@@ -32,11 +32,66 @@ def _pairs(d=64, extra=100, seed=0):
     return np.asarray(rows).astype(np.float32)
 
 
+def _k0k1(rho):
+    """reference._k0, reference._k1 on arrays."""
+    r = np.clip(rho, -1.0, 1.0)
+    k0 = (math.pi - np.arccos(r)) / math.pi
+    return k0, np.sqrt(np.maximum(0.0, 1 - r * r)) / math.pi + k0 * r
+
+
+def _gram64(arch, a, b, trained):
+    """tests/reference.py's float64 recursions (ffnet_pair, resnet_pair), the same operations on
+    every pair at once (numpy arrays over the pairs instead of a Python loop over them: ~100x
+    faster, the loop over pairs was most of this file's time)."""
+    # the inputs' products as reference.gram takes them (one dot per pair): between identical rows
+    # kxy = kxx exactly, whose rho = 1 a Gram matrix product could round to 1 - ulp (1e-6 of the NTK
+    # at depth 1000)
+    kxy = np.array([[float(u @ v) for v in b] for u in a]).reshape(len(a), len(b))
+    kxx = np.array([float(u @ u) for u in a])[:, None] + 0 * kxy
+    kyy = np.array([float(v @ v) for v in b])[None, :] + 0 * kxy
+    if isinstance(arch, rk.FeedForward):
+        theta, s = np.zeros_like(kxy), np.sqrt(kxx * kyy)
+        for _ in range(arch.depth):
+            k0, k1 = _k0k1(kxy / s)
+            theta = (theta + kxy) * k0
+            kxy = s * k1
+        return kxy, theta + (kxy if trained == "all" else 0.0)
+    k_in, theta, back = kxy, np.zeros_like(kxy), np.ones_like(kxy)
+    dx, dy = kxx, kyy
+    for alpha in arch.branch_scales:
+        a2, s = alpha * alpha, np.sqrt(dx * dy)
+        rho = kxy / s
+        c0, c1 = _k0k1(rho)
+        theta = theta * (1 + a2 * c0) + a2 * s * (rho * c0 + c1)
+        back = back * (1 + a2 * c0)
+        kxy = kxy + a2 * s * c1
+        dx, dy = dx * (1 + a2), dy * (1 + a2)
+    return kxy, theta + (kxy + back * k_in if trained == "all" else 0.0)
+
+
 def _reference(arch, x1, x2, trained="hidden"):
     a, b = x1.astype(np.float64), x2.astype(np.float64)
+    got = _gram64(arch, a, b, trained)
+    # the vectorized recursion is tests/reference.py's, to rounding: checked on the first rows
+    # against each other (identical pairs and unrelated ones), not at _pairs' pairs 1e-5 rad from
+    # parallel (0, 1) and antipodal (2, 3), where either float64 recursion amplifies the ulp that
+    # numpy's arccos and math.acos differ by (1e-9 at depth 1000; both are off by up to 3e-5 there,
+    # which is why test_deep_ffnet_float32 takes those entries from mpmath). Elsewhere that ulp per
+    # layer adds up to 8e-12 of the largest value at depth 1000, 1.1e-10 at depth 10,000 (where
+    # every correlation nears 1): within 1e-8 of the largest value (the bounds checked with this
+    # reference are >= 1e-7; a transcription error would be O(1)).
+    m = min(4, len(a), len(b))
     if isinstance(arch, rk.FeedForward):
-        return gram(ffnet_pair, a, b, arch.depth, trained)
-    return gram(resnet_pair, a, b, list(arch.branch_scales), trained)
+        want = gram(ffnet_pair, a[:m], b[:m], arch.depth, trained)
+    else:
+        want = gram(resnet_pair, a[:m], b[:m], list(arch.branch_scales), trained)
+    conditioned = np.ones((4, 4), bool)
+    if m == 4:   # _pairs() rows (test_deep_resnet_antipodal's two rows are exactly antipodal: kept)
+        conditioned[[0, 1, 2, 3], [1, 0, 3, 2]] = False
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g[:m, :m][conditioned[:m, :m]], w[conditioned[:m, :m]], rtol=0,
+                                   atol=1e-8 * np.abs(w).max())
+    return got
 
 
 def _rounding(x1, x2):
@@ -74,8 +129,9 @@ def test_deep_ffnet_float32(depth, n):
     x = _pairs(d=16, extra=0)
     x = np.concatenate([x, np.random.default_rng(1).normal(size=(n - len(x), 16)).astype(np.float32)])
     rows = 2 * len(ANGLES) * 2          # the pairs' rows against every row (the reference is slow)
-    k = [np.asarray(v, np.float64)[:rows] for v in rk.kernel(arch, x)]
-    assert rk.kernel(arch, x[:4]).ntk.dtype == jnp.float32
+    k = rk.kernel(arch, x)
+    assert k.ntk.dtype == jnp.float32   # the table's path at n = 144, the float64 recursion's at 28
+    k = [np.asarray(v, np.float64)[:rows] for v in k]
     ref = [np.array(v) for v in _reference(arch, x[:rows], x)]
     for i in range(0, 2 * len(ANGLES) * 2, 2):
         exact = ffnet_pair_mp(x[i], x[i + 1], depth)
