@@ -33,6 +33,11 @@ CASES = [
     ("res5eta", rk.ResNet(5, scales=[0.7**l for l in range(1, 6)])),
 ]
 EMPIRICAL_WIDTH = 24
+# neural-tangents' empirical NTK implementations run per case (1: Jacobian contraction, 2: NTK-vector
+# products, 3: structured derivatives): all three at depths <= 10, where they are checked to agree
+# with each other and with reskernel; at depth 20 implementation 1 alone (2 and 3 cost ~2/3 of
+# the dense reference's time there, for the same comparison again at a larger depth).
+NT_IMPLS = {"ff20": (1,), "res20g1": (1,)}
 
 # reskernel's activation and the stax layer computing the same function, [name, *args].
 ACTIVATIONS = [
@@ -57,9 +62,15 @@ VARIANCES = {
     "nob": ({"w_var": 1.3, "in_var": 2.5}, {"alpha": 0.6, "w_var": 1.2, "in_var": 2.5, "out_var": 0.7}),
     "lee": ({"w_var": 1.5, "b_var": 0.05, "in_var": 1.5 / MAPPED_DIM}, None),
 }
+# Depth 10 (with biases) for one activation of each of reskernel's dual formulas, at its most
+# general parameters (ABRelu: relu and abrelu(-0.5, 1.5); Erf: erf_abc; Gelu; Sin: sin_abc): the
+# others (leaky, abs, erf, sin, cos, identity) run the same formula with other constants, checked
+# at depths 1 and 3 with and without biases. A depth-10 ResNet is the costliest stax case (~8% of
+# the reference's time each: neural-tangents traces the finite net for shapes at every layer).
+DEEP = ("relu", "abrelu", "erf_abc", "gelu", "sin_abc")
 MAPPED = [(f"{a}-{kind}{depth}-{v}", arch(depth, **VARIANCES[v][i], activation=act), layer)
           for a, act, layer in ACTIVATIONS
-          for v, depths in (("b", (1, 3, 10)), ("nob", (3,)), ("lee", (3,)))
+          for v, depths in (("b", (1, 3, 10) if a in DEEP else (1, 3)), ("nob", (3,)), ("lee", (3,)))
           for i, (kind, arch) in enumerate((("ff", rk.FeedForward), ("res", rk.ResNet)))
           if VARIANCES[v][i] is not None for depth in depths]
 # tanh: stax.ElementwiseNumerical at these quadrature degrees (its error falls ~30x per doubling).
@@ -94,17 +105,19 @@ _WITHOUT_TF = ("import os, runpy, sys, types; "
                "runpy.run_path(sys.argv[0], run_name='__main__')")
 
 
-def _run_nt(tmp, cases, x1, x2):
+def _run_nt(tmp, cases, inputs):
     """neural-tangents' outputs for `cases` (tests/nt_reference/compute.py, in .venv-nt), computed
-    once per folder `tmp` (a lock makes other processes wait for them and read them)."""
+    once per folder `tmp` (a lock makes other processes wait for them and read them). `inputs`:
+    {group: (x1, x2)}, a case's group named by its "inputs"."""
     if not NT_PYTHON.exists():
         if os.environ.get("RESKERNEL_NT") == "off":
             pytest.skip("RESKERNEL_NT=off: neural-tangents reference explicitly disabled")
         pytest.fail(f"the pinned reference environment is missing ({NT_PYTHON}); build it with `make nt-env`")
+    arrays = {f"{g}/{k}": x for g, pair in inputs.items() for k, x in zip(("x1", "x2"), pair)}
     with open(tmp / "lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (tmp / "out.npz").exists():
-            np.savez(tmp / "inputs.npz", x1=x1, x2=x2)
+            np.savez(tmp / "inputs.npz", **arrays)
             (tmp / "cases.json").write_text(json.dumps(cases))
             env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_ENABLE_X64")}
             env["TF_CPP_MIN_LOG_LEVEL"] = "3"
@@ -115,19 +128,48 @@ def _run_nt(tmp, cases, x1, x2):
             assert proc.returncode == 0, proc.stderr[-4000:]
             os.replace(tmp / "partial.npz", tmp / "out.npz")
         data = np.load(tmp / "inputs.npz")
-        assert np.array_equal(data["x1"], x1) and np.array_equal(data["x2"], x2)
+        assert sorted(data.files) == sorted(arrays)
+        assert all(np.array_equal(data[k], x) for k, x in arrays.items())
         out = dict(np.load(tmp / "out.npz"))
     assert str(out["nt_version"]) == "0.6.5" and str(out["jax_version"]) == "0.5.3"
     return out
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
+def dense_inputs():
     rng = np.random.default_rng(0)
     x1 = rng.normal(size=(5, 6)) * rng.uniform(0.5, 2.0, size=(5, 1))
     x2 = np.concatenate([x1[:2], -x1[2:3], rng.normal(size=(2, 6))])
-    cases = [_case(n, a, seed=i) for i, (n, a) in enumerate(CASES)]
-    return x1, x2, _run_nt(_session_dir(tmp_path_factory, "nt"), cases, x1, x2)
+    return x1, x2
+
+
+def dense_cases():
+    """compute.py's cases for CASES: analytic kernels, and empirical NTKs at stax's parameters."""
+    return [_case(n, a, seed=i, impls=list(NT_IMPLS.get(n, (1, 2, 3)))) for i, (n, a) in enumerate(CASES)]
+
+
+_NT = {}
+
+
+def nt_reference(tmp_path_factory):
+    """({group: (x1, x2)}, neural-tangents' outputs) for every case of this file (groups "dense"
+    and "mapped") and of test_reference_nt_conv.py ("conv"): one run of compute.py per test
+    session (one start-up of jax 0.5.3 and neural-tangents, ~15% of the three runs it replaces),
+    read once per process."""
+    if "out" not in _NT:
+        import test_reference_nt_conv as conv
+
+        inputs = {"dense": dense_inputs(), "mapped": mapped_inputs(), "conv": conv.images()}
+        cases = [{**c, "inputs": g} for g, group in (("dense", dense_cases()), ("mapped", mapped_cases()),
+                                                     ("conv", conv.nt_cases())) for c in group]
+        assert len({c["name"] for c in cases}) == len(cases)
+        _NT["out"] = inputs, _run_nt(_session_dir(tmp_path_factory, "nt"), cases, inputs)
+    return _NT["out"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    inputs, out = nt_reference(tmp_path_factory)
+    return *inputs["dense"], out
 
 
 def mapped_inputs():
@@ -153,8 +195,8 @@ def mapped_cases():
 
 @pytest.fixture(scope="module")
 def mapped_reference(tmp_path_factory):
-    x1, x2 = mapped_inputs()
-    return x1, x2, _run_nt(_session_dir(tmp_path_factory, "nt_mapped"), mapped_cases(), x1, x2)
+    inputs, out = nt_reference(tmp_path_factory)
+    return *inputs["mapped"], out
 
 
 def _rel(a, b):
@@ -205,7 +247,7 @@ def test_empirical_matches_neural_tangents(x64, reference, name, arch):
         e = rk.empirical_kernel(net, params, x1, x2, trained="all", method=method)
         # neural-tangents' three implementations (3: structured derivatives, run through
         # tests/nt_reference's shim for jax 0.5.3) all give the same kernel.
-        for impl in (1, 2, 3):
+        for impl in NT_IMPLS.get(name, (1, 2, 3)):
             np.testing.assert_allclose(e.ntk, d * out[f"{name}/empirical_ntk/{impl}"], rtol=1e-6, atol=1e-10)
 
 

@@ -7,16 +7,16 @@ stax's serial(Conv, phi, ..., Flatten | GlobalAvgPool, Dense) and its conv ResNe
 k^2 C0, reskernel by k^2). With it the analytic NNGP and NTK (trained="all") are stax's
 kernel_fn, and at the same parameters (stax's draws, moved into reskernel's layout) the finite
 nets compute the same function, so their empirical NNGP (the readout layer's NTK) and NTK are
-equal too. Everything in float64; stax runs once for all cases (tests/nt_reference/compute.py,
-which hands these cases to tests/nt_reference/conv_compute.py), through test_reference_nt's
-session cache and lock.
+equal too. Everything in float64; stax runs once for all cases, together with
+test_reference_nt's (test_reference_nt.nt_reference: tests/nt_reference/compute.py, which hands
+these cases to tests/nt_reference/conv_compute.py), through its session cache and lock.
 """
 import jax
 import numpy as np
 import pytest
 
 import reskernel as rk
-from test_reference_nt import _rel, _run_nt, _session_dir, assert_kernels_match
+from test_reference_nt import _rel, assert_kernels_match, nt_reference
 
 ERF_B = {"w_var": 1.7, "b_var": 0.3, "in_var": 0.4, "activation": "erf"}
 RELU, ERF = ["Relu"], ["Erf"]  # the stax layer of the case's activation, [name, *args]
@@ -61,11 +61,15 @@ def images():
     return x1, x2
 
 
+def nt_cases():
+    """compute.py's cases for CASES (run with test_reference_nt's, in one process: nt_reference)."""
+    return [_case(i, *c) for i, c in enumerate(CASES)]
+
+
 @pytest.fixture(scope="module")
 def conv_reference(tmp_path_factory):
-    x1, x2 = images()
-    cases = [_case(i, *c) for i, c in enumerate(CASES)]
-    return x1, x2, _run_nt(_session_dir(tmp_path_factory, "nt_conv"), cases, x1, x2)
+    inputs, out = nt_reference(tmp_path_factory)
+    return *inputs["conv"], out
 
 
 def params_from_stax(arch, leaves, image_size):

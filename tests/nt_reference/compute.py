@@ -2,10 +2,14 @@
 
 usage: python compute.py CASES.json INPUTS.npz OUT.npz
 
+INPUTS.npz holds x1 and x2, or pairs GROUP/x1, GROUP/x2 for cases that name their "inputs": GROUP
+(tests/test_reference_nt.py runs its dense, mapped and conv cases in one process, each group
+at its own inputs: one start-up of jax and neural-tangents instead of three).
 For each case {"name", "kind": "ffnet"|"resnet", "depth", "scales": [...], "width"} it
 writes, in float64, neural-tangents' analytic NNGP/NTK (every layer trained), and its
 empirical NTK at the given width together with the parameters it drew (leaves in
-forward order, each stored (fan_in, fan_out) as stax does). A case that also has
+forward order, each stored (fan_in, fan_out) as stax does), by each of neural-tangents'
+implementations in "impls" (default [1, 2, 3]). A case that also has
 "layer" (a stax activation: [name, *args], e.g. ["ABRelu", -0.5, 1.5], or
 ["ElementwiseNumerical", "tanh", deg] for jnp.tanh by Gauss-Hermite quadrature of degree deg;
 "degs": [deg, ...] computes it at each) and "w_var", "b_var", "in_var", "out_var" is the net
@@ -16,7 +20,9 @@ benchmarks/nt_worker.py (importing this module leaves float64 off; `main` turns 
 `shim_structured_derivatives`, which lets neural-tangents' implementation 3 run on jax 0.5.3.
 """
 import json
+import os
 import sys
+import time
 import types
 import warnings
 
@@ -108,10 +114,17 @@ def main(cases_path, inputs_path, out_path):
     shim_structured_derivatives()
     cases = json.load(open(cases_path))
     data = np.load(inputs_path)
-    x1, x2 = data["x1"], data["x2"]
     out = {"jax_version": np.array(jax.__version__), "nt_version": np.array(nt.__version__)}
-    for case in cases:
+    times = os.environ.get("NT_REFERENCE_TIMES")  # a path: where to append when each case starts
+    for case in [*cases, {"name": "(end)"}]:
+        if times:
+            with open(times, "a") as f:
+                f.write(f"{case['name']} {time.perf_counter():.2f}\n")
+        if case["name"] == "(end)":
+            break
         name = case["name"]
+        group = case.get("inputs")
+        x1, x2 = (data[f"{group}/x1"], data[f"{group}/x2"]) if group else (data["x1"], data["x2"])
         if case["kind"] in ("convnet", "convresnet"):  # tests/test_reference_nt_conv.py
             import conv_compute
             conv_compute.compute_case(case, x1, x2, out)
@@ -123,7 +136,7 @@ def main(cases_path, inputs_path, out_path):
         k = kernel_fn(x1, x2, ("nngp", "ntk"))
         out[f"{name}/nngp"], out[f"{name}/ntk"] = np.asarray(k.nngp), np.asarray(k.ntk)
         _, params = init_fn(jax.random.PRNGKey(case.get("seed", 0)), (-1, x1.shape[1]))
-        for impl in (1, 2, 3):  # Jacobian contraction, NTK-vector products, structured derivatives
+        for impl in case.get("impls", (1, 2, 3)):  # Jacobian contraction, NTK-vector products, structured derivatives
             ntk_fn = nt.empirical_ntk_fn(apply_fn, trace_axes=(-1,), vmap_axes=0, implementation=impl)
             out[f"{name}/empirical_ntk/{impl}"] = np.asarray(ntk_fn(x1, x2, params))
         leaves = jax.tree_util.tree_leaves(params)

@@ -25,7 +25,7 @@ def main():
     x1, x2 = t.mapped_inputs()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        out = t._run_nt(Path(tmp), t.mapped_cases(), x1, x2)
+        out = t._run_nt(Path(tmp), [{**c, "inputs": "mapped"} for c in t.mapped_cases()], {"mapped": (x1, x2)})
     print(f"neural-tangents {out['nt_version']} on jax {out['jax_version']}: {time.perf_counter() - start:.0f} s")
     start = time.perf_counter()
     worst = {}
