@@ -65,8 +65,9 @@ VARIANCES = {
 # Depth 10 (with biases) for one activation of each of reskernel's dual formulas, at its most
 # general parameters (ABRelu: relu and abrelu(-0.5, 1.5); Erf: erf_abc; Gelu; Sin: sin_abc): the
 # others (leaky, abs, erf, sin, cos, identity) run the same formula with other constants, checked
-# at depths 1 and 3 with and without biases. A depth-10 ResNet is the costliest stax case (~8% of
-# the reference's time each: neural-tangents traces the finite net for shapes at every layer).
+# at depths 1 and 3 with and without biases. A depth-10 ResNet is the costliest stax case (~3% of
+# the reference's time each, plus a reskernel compilation per case: neural-tangents traces the
+# finite net with jax.eval_shape at every layer and combinator to propagate shapes).
 DEEP = ("relu", "abrelu", "erf_abc", "gelu", "sin_abc")
 MAPPED = [(f"{a}-{kind}{depth}-{v}", arch(depth, **VARIANCES[v][i], activation=act), layer)
           for a, act, layer in ACTIVATIONS
@@ -153,8 +154,8 @@ _NT = {}
 def nt_reference(tmp_path_factory):
     """({group: (x1, x2)}, neural-tangents' outputs) for every case of this file (groups "dense"
     and "mapped") and of test_reference_nt_conv.py ("conv"): one run of compute.py per test
-    session (one start-up of jax 0.5.3 and neural-tangents, ~15% of the three runs it replaces),
-    read once per process."""
+    session (one start-up of jax 0.5.3 and neural-tangents, and one warm-up of its eager ops,
+    instead of three), read once per process."""
     if "out" not in _NT:
         import test_reference_nt_conv as conv
 
