@@ -143,11 +143,29 @@ def test_matches_loop_reference(arch, trained, shape):
     np.testing.assert_allclose(got.ntk, got.ntk.T, rtol=0, atol=1e-14 * np.abs(got.ntk).max())
 
 
-def test_tanh_matches_quadrature(monkeypatch):
+@pytest.mark.parametrize("arch, trained, shape", [CASES[1], CASES[4], CASES[5]])
+def test_row_tiles_match_loop_reference(monkeypatch, arch, trained, shape):
+    """Each layer's elementwise maps one row of positions at a time (conv._by_rows; a CPU's path
+    for large images, here forced by TILE_BYTES = 1), every depth, against the loop reference;
+    get="nngp" of every depth (no NTK carried) equal to the NNGP of the full call."""
+    monkeypatch.setattr(conv, "TILE_BYTES", 1)
+    assert conv.default_tile(2, 2, shape[1], shape[2], arch.readout) == 1
+    x = images(shape, seed=sum(shape))
+    with enable_x64():
+        every = conv_kernel(arch, x, trained=trained, all_depths=True)
+        close(tuple(v[-1] for v in every), reference(arch, x, trained), 1e-12)
+        np.testing.assert_allclose(conv_kernel(arch, x, trained=trained, all_depths=True, get="nngp"), every.nngp,
+                                   rtol=1e-13)
+
+
+@pytest.mark.parametrize("tile_bytes", [conv.TILE_BYTES, 1])
+def test_tanh_matches_quadrature(monkeypatch, tile_bytes):
     """Numerical duals (the Hermite series, per-position terms from the host, whose diagonal pass
     runs here one image at a time) against the 2-D trapezoidal rule, on images whose positions
-    see different variances (zero padding)."""
+    see different variances (zero padding); whole layers and tiles of one row (the terms cut
+    with the state)."""
     monkeypatch.setattr(conv, "CHUNK", 1)
+    monkeypatch.setattr(conv, "TILE_BYTES", tile_bytes)
     arch = ConvResNet(2, gamma=0.5, filter_size=3, readout="gap", activation="tanh", b_var=0.1)
     x = 0.7 * images((2, 3, 3, 1), seed=3)
     with enable_x64():
