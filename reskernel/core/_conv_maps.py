@@ -20,9 +20,10 @@ ConvResNet block (K, Theta: the stream's covariance and NTK):
 With S the identity (filter_size 1, or a 1 x 1 circular image) these are, term by term, the dense
 maps of reskernel.core.engine (general_layer, general_read).
 """
-from __future__ import annotations
 
 import itertools
+import math
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -42,41 +43,68 @@ def xp_of(a):
     return jnp
 
 
+class Padded(NamedTuple):
+    """A pair state written straight into its zero border (padding "same", k <= 3: `border`
+    wide on every position axis of its layout), so that `window` reads its taps without padding
+    a copy first; `readout` takes its mean over the interior."""
+    array: Any
+
+
+def border(arch):
+    """(lo, hi): the window's reach below and above a position."""
+    offsets = taps(arch.filter_size)
+    return -offsets[0], offsets[-1]
+
+
 def window(a, arch, layout):
     """S[a]: the k x k windowed mean over the position axes of `layout` (module doc): every tap in
     one pass over a padded copy for k <= 3 (fewer passes over memory: 0.21 s against 0.35 s for
     the separable form on a (4, 4, 32, 32, 32, 32) float32 gap block, load ~8.5 on 2 cores), one
-    pass per axis group (2k slices instead of k^2) for larger filters."""
+    pass per axis group (2k slices instead of k^2) for larger filters; `a` may be Padded."""
     k = arch.filter_size
+    offsets = taps(k)
+    lo, hi = border(arch)
+    groups = GROUPS[layout]
+    if isinstance(a, Padded):
+        padded = a.array
+        axes = [tuple(padded.ndim + g for g in group) for group in groups]
+        shape = tuple(n - (lo + hi) if any(i in g for g in axes) else n for i, n in enumerate(padded.shape))
+        return _taps(padded, axes, offsets, lo, shape) * (1.0 / (k * k))
     if k == 1:
         return a
     xp = xp_of(a)
-    offsets = taps(k)
-    lo, hi = -offsets[0], offsets[-1]
     mode = "wrap" if arch.padding == "circular" else "constant"
-    groups = GROUPS[layout]
     for passes in ((groups,) if k <= 3 else tuple((g,) for g in groups)):
         axes = [tuple(a.ndim + g for g in group) for group in passes]
         widths = [(0, 0)] * a.ndim
         for ax in sum(axes, ()):
             widths[ax] = (lo, hi)
-        padded = xp.pad(a, widths, mode=mode)
-        total = None
-        for shift in itertools.product(offsets, repeat=len(axes)):
-            index = [slice(None)] * a.ndim
-            for group, t in zip(axes, shift):
-                for ax in group:
-                    index[ax] = slice(lo + t, lo + t + a.shape[ax])
-            part = padded[tuple(index)]
-            total = part if total is None else total + part
-        a = total
+        a = _taps(xp.pad(a, widths, mode=mode), axes, offsets, lo, a.shape)
     return a * (1.0 / (k * k))
 
 
-def readout(a, layout):
-    """R[a]: the mean over the position axes of `layout` (flatten: positions; gap: pairs)."""
-    xp = xp_of(a)
-    return xp.mean(a, axis=tuple(range(-SPATIAL[layout], 0)))
+def _taps(padded, axes, offsets, lo, shape):
+    """The sum over taps of `padded` shifted together along each group of `axes`, cut to `shape`."""
+    total = None
+    for shift in itertools.product(offsets, repeat=len(axes)):
+        index = [slice(None)] * padded.ndim
+        for group, t in zip(axes, shift):
+            for ax in group:
+                index[ax] = slice(lo + t, lo + t + shape[ax])
+        part = padded[tuple(index)]
+        total = part if total is None else total + part
+    return total
+
+
+def readout(a, layout, arch=None):
+    """R[a]: the mean over the position axes of `layout` (flatten: positions; gap: pairs); for a
+    Padded state (arch given) the sum over its array (zero border) over the interior's count."""
+    axes = tuple(range(-SPATIAL[layout], 0))
+    if isinstance(a, Padded):
+        lo, hi = border(arch)
+        count = math.prod(a.array.shape[ax] - (lo + hi) for ax in axes)
+        return xp_of(a.array).sum(a.array, axis=axes) * (1.0 / count)
+    return xp_of(a).mean(a, axis=axes)
 
 
 def gram(x1, x2, layout, precision=None):
@@ -113,8 +141,8 @@ def convnet_next(arch, ab, layout):
 
 def convnet_read(arch, ab, layout, trained):
     a, b = ab
-    nngp = readout(a, layout) + arch.b_var
-    ntk = readout(b, layout)
+    nngp = readout(a, layout, arch) + arch.b_var
+    ntk = readout(b, layout, arch)
     return nngp, (ntk + nngp if trained == "all" else ntk)
 
 

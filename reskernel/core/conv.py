@@ -13,8 +13,9 @@ the kernels' entries (checked against the dtype's range) and gives numerical act
 their per-position series terms.
 
 On a CPU each layer's elementwise maps (the duals and the terms under the windows) run a tile
-of rows of the first image's positions at a time (default_tile: ~512 KiB of pair state), so
-that their dozen intermediates stay in the caches; the windows then run on the whole block.
+of rows of the first image's positions at a time (default_tile: ~256 KiB of pair state), so
+that their dozen intermediates stay in the caches, writing (padding "same", filters up to
+3 x 3) straight into the zero border the windows read; the windows then run on the whole block.
 
 Cost per layer and block of b1 x b2 images (H x W images, k x k filters), and the memory of one
 block (P = H W for flatten, (H W)^2 for gap; itemsize 4 for float32, 8 for float64):
@@ -55,9 +56,11 @@ BLOCK_BYTES = 1 << 30
 CPU_BLOCK_BYTES = 16 << 20
 # The pair state of one tile of a layer's elementwise maps on a CPU (default_tile): the duals'
 # dozen intermediates of a tile then stay in the caches instead of each making a pass over
-# memory. The gap NTK of a depth-10 CNN on a pair of 32 x 32 images: rows of 1, 2, 4, 8 (128 KB-1 MB)
-# 28-37 ns per position pair and layer against 133-175 ns for whole layers (load ~11, 2026-12-03).
-TILE_BYTES = 512 << 10
+# memory, and (padding "same") the tiles write straight into the windows' zero border. The gap
+# NTK of a depth-10 CNN on 32 x 32 images (benchmarks/roofline_conv.py, n = 8, idle 2-core Xeon,
+# 2026-12-03): 21.6 ns per position pair and layer for whole layers, 10.2-10.6 with tiles,
+# 8.2 with tiles into the border (2.1-2.3x the memory limit); tiles of 64 KiB-2 MiB within 20%.
+TILE_BYTES = 256 << 10
 
 
 def block_bytes(block: int, height: int, width: int, readout: str, itemsize: int = 4) -> int:
@@ -77,26 +80,33 @@ def _expand(leaf, side, layout):
     return jnp.reshape(leaf, shape + rest)
 
 
-def _by_rows(fn, args, height, tile):
+def _by_rows(fn, args, height, tile, border=None):
     """fn(*args) computed `tile` first-image rows h at a time (a loop over height / tile tiles):
     every operand whose axis 2 has `height` entries (the pair states and the row side's
     per-image leaves, in both layouts) is cut along it, the others are broadcast whole; fn must
-    be elementwise over that axis and return arrays that have it. tile >= height: one call."""
+    be elementwise over that axis and return pair states (b1, b2, *positions). tile >= height:
+    one call. border (lo, hi): the outputs are written into zero borders of that width on every
+    position axis and returned as _conv_maps.Padded (the windows then pad no copy)."""
     if tile >= height:
         return fn(*args)
     leaves, tree = jax.tree.flatten(args)
     cut = [jnp.ndim(a) > 2 and jnp.shape(a)[2] == height for a in leaves]
+    lo, hi = border or (0, 0)
 
     def piece(start):
         parts = [jax.lax.dynamic_slice_in_dim(a, start, tile, 2) if c else a for a, c in zip(leaves, cut)]
         return fn(*jax.tree.unflatten(tree, parts))
 
-    outs = jax.tree.map(lambda o: jnp.zeros(o.shape[:2] + (height,) + o.shape[3:], o.dtype), jax.eval_shape(piece, 0))
+    def zeros(o):
+        return jnp.zeros(o.shape[:2] + (height + lo + hi,) + tuple(n + lo + hi for n in o.shape[3:]), o.dtype)
 
     def body(i, outs):
-        return jax.tree.map(lambda o, part: jax.lax.dynamic_update_slice_in_dim(o, part, i * tile, 2), outs, piece(i * tile))
+        def put(o, part):
+            return jax.lax.dynamic_update_slice(o, part, (0, 0, i * tile + lo) + (lo,) * (part.ndim - 3))
+        return jax.tree.map(put, outs, piece(i * tile))
 
-    return jax.lax.fori_loop(0, height // tile, body, outs)
+    outs = jax.lax.fori_loop(0, height // tile, body, jax.tree.map(zeros, jax.eval_shape(piece, 0)))
+    return outs if border is None else jax.tree.map(maps.Padded, outs)
 
 
 @_jit(("arch", "trained", "all_depths", "pick", "tile"))
@@ -134,20 +144,23 @@ def _block(x1, x2, t1s, t2s, *, arch, trained, all_depths, pick, tile=None):
         sigma = maps.on_diagonal(sigma, t1[0], t2[0])
         return sigma, act.pair(t1, t2, sigma)
 
-    def convnet_ab(state, diags, r, c):
+    # the terms under a window written into their zero border (padding "same", one-pass windows)
+    bordered = maps.border(arch) if arch.padding == "same" and 1 < arch.filter_size <= 3 else None
+
+    def convnet_ab(state, diags, r, c, last=False):
         def ab(sigma, theta, t12):
             sigma, (v, vdot) = duals(sigma, *t12)
             return maps.convnet_terms(arch, (sigma, theta), v, vdot) if need_ntk else arch.w_var * v
 
-        t12 = terms(diags, r, c)
+        t12, edge = terms(diags, r, c), None if last else bordered
         if need_ntk:
-            return _by_rows(ab, (state[0], state[1], t12), height, tile)
-        return _by_rows(ab, (state[0], None, t12), height, tile), state[1]
+            return _by_rows(ab, (state[0], state[1], t12), height, tile, edge)
+        return _by_rows(ab, (state[0], None, t12), height, tile, edge), state[1]
 
     def convnet_read(ab):
         if need_ntk:
             return maps.convnet_read(arch, ab, layout, trained)
-        return maps.readout(ab[0], layout) + arch.b_var, ab[1]
+        return maps.readout(ab[0], layout, arch) + arch.b_var, ab[1]
 
     def convnet_layer(carry, xs):
         state, diags = carry
@@ -177,7 +190,7 @@ def _block(x1, x2, t1s, t2s, *, arch, trained, all_depths, pick, tile=None):
             sigma, (v, vdot) = duals(sigma, *t12)
             return (v, maps.resnet_theta_term(arch, sigma, s_theta, v, vdot)) if need_ntk else v
 
-        terms_ = _by_rows(branch, (sigma, s_theta, terms(seen, r, c)), height, tile)
+        terms_ = _by_rows(branch, (sigma, s_theta, terms(seen, r, c)), height, tile, bordered)
         if need_ntk:
             state = maps.resnet_update(arch, state, terms_, h, layout)
         else:
@@ -202,7 +215,7 @@ def _block(x1, x2, t1s, t2s, *, arch, trained, all_depths, pick, tile=None):
     # ConvNet: the first L - 1 layers in the scan, the last one read alone (no window after it)
     head = tuple(t[:-1] for t in t1s), tuple(t[:-1] for t in t2s)
     (state, diags), outs = jax.lax.scan(convnet_layer, (state, diags), (a2[:-1],) + head)
-    last = convnet_read(convnet_ab(state, diags, tuple(t[-1] for t in t1s), tuple(t[-1] for t in t2s)))
+    last = convnet_read(convnet_ab(state, diags, tuple(t[-1] for t in t1s), tuple(t[-1] for t in t2s), last=True))
     if not all_depths:
         return pick_out(last)
     return pick_out(tuple(jnp.concatenate([o, l[None]]) for o, l in zip(outs, last)))
