@@ -5,7 +5,8 @@ NT_VENV := .venv-nt
 UV := $(VENV)/bin/uv
 # The pinned reference environment: the last neural-tangents release and what it imports with.
 NT_PINS := "jax==0.5.3" "jaxlib==0.5.3" "neural-tangents==0.6.5" "tf2jax==0.3.7" "tensorflow>=2.15"
-PYTEST_ARGS ?= -n 2
+# --dist loadfile: each test file on one worker, so its module fixtures and compilations run once.
+PYTEST_ARGS ?= -n 2 --dist loadfile
 # Executed copies of the notebooks: the tests save them, `make docs` renders them as HTML.
 EXECUTED_NOTEBOOKS := build/notebooks
 
