@@ -5,7 +5,8 @@ process), processes, process_id, port (processes > 1: jax.distributed on localho
 process writes out/conv_<process_id>.npz: the sharded kernels of `kernels` below), cases (names
 in CASES), public (also the one call through reskernel.sharded_kernel), mismatch (process 1
 passes other images: must raise ValueError, written as "mismatch_error"), store
-(reskernel.core.distributed.write_kernel of a conv kernel, a rerun, read_kernel).
+(reskernel.core.distributed.write_kernel of a conv kernel, a rerun, read_kernel), dense (a dense
+kernel of 2,000 points, DENSE below).
 
 The test imports this module for CASES, images and kernels (importing it sets no flags and
 starts nothing), and computes the references, conv_kernel's, once in its own process with the
@@ -36,6 +37,14 @@ CASES = {   # name: (arch, kwargs)
                         {"all_depths": True, "trained": "all"}),
 }
 PUBLIC = "cnn_flatten_all"   # also through reskernel.sharded_kernel, at the default block (one block pair)
+# With "dense": also a dense kernel of 2,000 points over every process's devices (rows dealt by
+# reskernel.sharded_kernel, gathered), beside the conv kernels of the same launch.
+DENSE = rk.ResNet(depth=5, gamma=0.5, activation="erf", b_var=0.1)
+
+
+def dense_inputs(n=2000, d=12):
+    rng = np.random.default_rng(3)
+    return rng.normal(size=(n, d)) * rng.uniform(0.5, 2.0, size=(n, 1))
 
 
 def images(n=7, seed=0, dtype=np.float64):
@@ -81,6 +90,10 @@ def main():
         out["store_nngp"], out["store_ntk"] = distributed.read_kernel(folder)
         out["store_counts"] = np.asarray([len(first.computed), len(first.skipped), len(again.computed),
                                           len(again.skipped)])
+    if ARGS.get("dense"):
+        k = rk.sharded_kernel(DENSE, dense_inputs())
+        out["dense_rows"] = np.asarray(sorted(s.index[0].start or 0 for s in k.ntk.addressable_shards))
+        out["dense_nngp"], out["dense_ntk"] = distributed.gather(k)
     if ARGS.get("mismatch"):
         try:
             sharded_conv_kernel(arch, images(seed=ARGS["process_id"]), block=BLOCK)

@@ -84,8 +84,27 @@ def test_three_devices_one_process(tmp_path):
     np.testing.assert_array_equal(out["placed_on"], [2, 2])   # a block dealt to device 2 runs there
 
 
+@functools.lru_cache(maxsize=None)
+def _dense_reference():
+    import reskernel as rk
+    from reskernel.precision import enable_x64
+
+    with enable_x64():
+        return tuple(np.asarray(a) for a in rk.kernel(W.DENSE, W.dense_inputs()))
+
+
 def test_four_processes(tmp_path):
-    outs, ref = _run(tmp_path, processes=4, devices=1, cases=list(W.CASES), public=True, mismatch=True, store=True)
+    """Conv kernels and a dense kernel of 2,000 points over 4 processes (one CPU device each)."""
+    outs, ref = _run(tmp_path, processes=4, devices=1, cases=list(W.CASES), public=True, mismatch=True, store=True,
+                     dense=True)
+    dense = _dense_reference()
+    for pid, out in enumerate(outs):
+        # each process computed its own 500 rows; the gathered kernel equals the one-process
+        # kernel to rounding (another row tiling: the Gram's sums may round differently)
+        np.testing.assert_array_equal(out["dense_rows"], [500 * pid])
+        for got, want in zip((out["dense_nngp"], out["dense_ntk"]), dense):
+            assert got.shape == (2000, 2000) and np.isfinite(got).all()
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-13 * np.abs(want).max())
     for pid, out in enumerate(outs):
         _check_equal(out, ref, list(W.CASES), public=True)
         # the store: row blocks 0-2, 3-5, 6 to processes 0, 1, 2 (none to 3); a rerun computes nothing

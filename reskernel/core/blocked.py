@@ -273,6 +273,8 @@ def _run_sharded(arch, trained, picked, x1, x2, p, mesh, axis, ndev, all_depths,
     y = x1 if x2 is None else x2
     n1 = x1.shape[0]
     per = -(-n1 // ndev)
+    if not arch.default and p.angles is None:   # general archs' recursion: reskernel.core.general
+        return _general_sharded(arch, trained, picked, x1, y, p, mesh, axis, per, all_depths, tile)
     x1r = _pad_rows(x1, ndev * per).reshape((ndev, per, x1.shape[1]))
     x1r = _put(x1r, NamedSharding(mesh, PartitionSpec(axis)))
     y = _put(y, NamedSharding(mesh, PartitionSpec()))
@@ -280,6 +282,31 @@ def _run_sharded(arch, trained, picked, x1, x2, p, mesh, axis, ndev, all_depths,
     return _sharded(x1r, y, schedule(arch, x1.dtype), p.angles, p.band, kind=kind_of(arch), depth=arch.depth,
                     trained=trained, all_depths=bool(all_depths), tile=tile, sharding=NamedSharding(mesh, spec),
                     n1=n1, get=picked, symmetric=x2 is None)
+
+
+def _general_sharded(arch, trained, picked, x1, y, p, mesh, axis, per, all_depths, tile):
+    """The general recursion (general.general_kernel, x1's rows against all of y) on each of this
+    process's devices for its `per` rows of x1 (padded), assembled into global arrays sharded by
+    rows; the rows past n1 sliced off (a multiple of the devices keeps the sharding)."""
+    from .general import general_kernel
+
+    n1 = x1.shape[0]
+    x1p = np.asarray(_pad_rows(x1, per * mesh.shape[axis]))
+    spec = PartitionSpec(None, axis, None) if all_depths else PartitionSpec(axis, None)
+    sharding = NamedSharding(mesh, spec)
+    devices = list(mesh.devices.flat)
+    parts = []
+    for i, d in enumerate(devices):
+        if d.process_index != jax.process_index():
+            continue
+        rows, cols = jax.device_put((x1p[i * per:(i + 1) * per], np.asarray(y)), d)
+        vals = general_kernel(arch, trained, picked, rows, cols, all_depths=all_depths, tile=tile, norm=p.norm)
+        parts.append(tuple(jax.device_put(v, d) for v in vals))
+    lead = (arch.depth,) if all_depths else ()
+    shape = lead + (per * len(devices), y.shape[0])
+    outs = tuple(jax.make_array_from_single_device_arrays(shape, sharding, [part[k] for part in parts])
+                 for k in range(len(picked)))
+    return outs if shape[-2] == n1 else tuple(o[..., :n1, :] for o in outs)
 
 
 def _put(x, sharding):
