@@ -223,3 +223,20 @@ def test_program_size_independent_of_depth_and_n(make, symmetric, all_depths):
     base = _program_lines(make(3), 20, **kw)
     assert _program_lines(make(300), 20, **kw) == base
     assert _program_lines(make(3), 60, **kw) == base
+
+
+@pytest.mark.parametrize("arch", [rk.ResNet(4, gamma=0.5, activation="erf", b_var=0.1),
+                                  rk.FeedForward(3, w_var=1.45, b_var=0.28)])
+def test_sharded_general_arch_matches_kernel(x64, arch):
+    """Activations and variances reach the sharded rows (before: the bias-free ReLU kernel was
+    computed for every dense arch; off by ~2x for the erf ResNet), x2 None and given, all depths."""
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(6, 7)) * rng.uniform(0.5, 2.0, size=(6, 1)), rng.normal(size=(4, 7))
+    for x2 in (None, y):
+        want = rk.kernel(arch, x, x2, all_depths=True, trained="all")
+        got = sharded_kernel(arch, x, x2, all_depths=True, trained="all")
+        assert got.ntk.shape == want.ntk.shape
+        assert_close(got, want, rtol=1e-13)
+    # the check can fail: the ReLU bias-free kernel is far from these
+    plain = rk.kernel(rk.ResNet(arch.depth) if isinstance(arch, rk.ResNet) else rk.FeedForward(arch.depth), x)
+    assert np.abs(np.asarray(plain.nngp) - np.asarray(rk.kernel(arch, x).nngp)).max() > 0.1
