@@ -285,11 +285,10 @@ def _run_sharded(arch, trained, picked, x1, x2, p, mesh, axis, ndev, all_depths,
 
 
 def _general_sharded(arch, trained, picked, x1, y, p, mesh, axis, per, all_depths, tile):
-    """The general recursion (general.general_kernel, x1's rows against all of y) on each of this
-    process's devices for its `per` rows of x1 (padded), assembled into global arrays sharded by
-    rows; the rows past n1 sliced off (a multiple of the devices keeps the sharding)."""
-    from .general import general_kernel
-
+    """analytic.compute (general archs: reskernel.core.general's recursion), x1's rows against all
+    of y, on each of this process's devices for its `per` rows of x1 (padded), assembled into
+    global arrays sharded by rows; the rows past n1 sliced off (a multiple of the devices keeps
+    the sharding)."""
     n1 = x1.shape[0]
     x1p = np.asarray(_pad_rows(x1, per * mesh.shape[axis]))
     spec = PartitionSpec(None, axis, None) if all_depths else PartitionSpec(axis, None)
@@ -300,7 +299,7 @@ def _general_sharded(arch, trained, picked, x1, y, p, mesh, axis, per, all_depth
         if d.process_index != jax.process_index():
             continue
         rows, cols = jax.device_put((x1p[i * per:(i + 1) * per], np.asarray(y)), d)
-        vals = general_kernel(arch, trained, picked, rows, cols, all_depths=all_depths, tile=tile, norm=p.norm)
+        vals = compute(arch, trained, picked, rows, cols, p, all_depths=all_depths, tile=tile)
         parts.append(tuple(jax.device_put(v, d) for v in vals))
     lead = (arch.depth,) if all_depths else ()
     shape = lead + (per * len(devices), y.shape[0])

@@ -59,7 +59,8 @@ CPU_BLOCK_BYTES = 16 << 20
 # memory, and (padding "same") the tiles write straight into the windows' zero border. The gap
 # NTK of a depth-10 CNN on 32 x 32 images (benchmarks/roofline_conv.py, n = 8, idle 2-core Xeon,
 # 2026-12-03): 21.6 ns per position pair and layer for whole layers, 10.2-10.6 with tiles,
-# 8.2 with tiles into the border (2.1-2.3x the memory limit); tiles of 64 KiB-2 MiB within 20%.
+# 8.2 with tiles into the border (2.1-2.3x the memory limit). Tiles of 64 KiB-2 MiB (tiles alone, n = 3):
+# 8.2-11.7 ns, no clear best beyond the run-to-run spread (256 KiB alone: 8.2-10.4).
 TILE_BYTES = 256 << 10
 
 
