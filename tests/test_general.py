@@ -26,17 +26,16 @@ W = 0.05 * np.exp(-Z * Z / 2) / math.sqrt(2 * math.pi)
 
 def _acos_j(theta):
     """Cho & Saul's J_1(theta) / pi and J_0(theta) / pi for E[relu(u) relu(v)] / s, E[1 1]."""
-    return (math.sin(theta) + (math.pi - theta) * math.cos(theta)) / (2 * math.pi), (math.pi - theta) / (2 * math.pi)
+    return (np.sin(theta) + (np.pi - theta) * np.cos(theta)) / (2 * np.pi), (np.pi - theta) / (2 * np.pi)
 
 
 def _abrelu_dual(a, b):
-    """phi = b relu(x) - a relu(-x): expand the product into four ReLU terms."""
+    """phi = b relu(x) - a relu(-x): expand the product into four ReLU terms (arrays of pairs)."""
     def dual(q1, q2, k):
-        s = math.sqrt(q1 * q2)
-        rho = max(-1.0, min(1.0, k / s))
-        theta = math.acos(rho)
+        s = np.sqrt(q1 * q2)
+        theta = np.arccos(np.clip(k / s, -1.0, 1.0))
         same, same0 = _acos_j(theta)              # relu(u) relu(v) and relu(-u) relu(-v)
-        cross, cross0 = _acos_j(math.pi - theta)  # relu(u) relu(-v): correlation -rho
+        cross, cross0 = _acos_j(np.pi - theta)    # relu(u) relu(-v): correlation -rho
         v = s * ((a * a + b * b) * same - 2 * a * b * cross)
         vdot = (a * a + b * b) * same0 + 2 * a * b * cross0
         return v, vdot
@@ -44,13 +43,15 @@ def _abrelu_dual(a, b):
 
 
 def _smooth_dual(phi, dphi):
-    """2-D trapezoidal rule (401 nodes per axis) for smooth phi."""
+    """2-D trapezoidal rule (401 nodes per axis) for smooth phi, vectorized over the pairs
+    (q1, q2, k broadcast to one shape; the grid is the last two axes)."""
     def dual(q1, q2, k):
-        rho = max(-1.0, min(1.0, k / math.sqrt(q1 * q2)))
-        u = math.sqrt(q1) * Z[:, None]
-        v = math.sqrt(q2) * (rho * Z[:, None] + math.sqrt(max(1 - rho * rho, 0.0)) * Z[None, :])
+        q1, q2, k = np.broadcast_arrays(*(np.asarray(t, np.float64) for t in (q1, q2, k)))
+        rho = np.clip(k / np.sqrt(q1 * q2), -1.0, 1.0)[..., None, None]
+        u = np.sqrt(q1)[..., None, None] * Z[:, None]                     # (..., 401, 1)
+        v = np.sqrt(q2)[..., None, None] * (rho * Z[:, None] + np.sqrt(np.maximum(1 - rho * rho, 0.0)) * Z[None, :])
         ww = W[:, None] * W[None, :]
-        return float((ww * phi(u) * phi(v)).sum()), float((ww * dphi(u) * dphi(v)).sum())
+        return (ww * phi(u) * phi(v)).sum(axis=(-2, -1)), (ww * dphi(u) * dphi(v)).sum(axis=(-2, -1))
     return dual
 
 
@@ -62,42 +63,42 @@ DUALS = {
     "gelu": _smooth_dual(lambda x: x * special.ndtr(x), lambda x: special.ndtr(x) + x * np.exp(-x * x / 2) / math.sqrt(2 * math.pi)),
     "sin": _smooth_dual(np.sin, np.cos),
     "cos": _smooth_dual(np.cos, lambda x: -np.sin(x)),
-    "identity": lambda q1, q2, k: (k, 1.0),
+    "identity": lambda q1, q2, k: (np.asarray(k, np.float64), np.ones(np.shape(k))),
     "tanh": _smooth_dual(np.tanh, lambda x: 1 / np.cosh(x) ** 2),
 }
 
 
-def reference(arch, x1, x2, trained):
-    """(nngp, ntk) per pair by the textbook recursions (neural-tangents' form), float64."""
+def reference(arch, x1, x2):
+    """{trained: (nngp, ntk)} for trained "hidden" and "all", every pair at once, by the textbook
+    recursions (neural-tangents' form), float64. Each step is elementwise in the pairs (the
+    (n1, n2) arrays below); both trained share every dual, only the NTK's start and end differ."""
     dual = next(d for name, d in DUALS.items() if A.get(name) == arch.activation)
     w, b = arch.w_var, arch.b_var
-    n1, n2 = len(x1), len(x2)
-    nngp, ntk = np.zeros((n1, n2)), np.zeros((n1, n2))
-    for i in range(n1):
-        for j in range(n2):
-            q1, q2, k = (arch.in_var * float(u @ v) + b for u, v in ((x1[i], x1[i]), (x2[j], x2[j]), (x1[i], x2[j])))
-            if isinstance(arch, rk.FeedForward):
-                theta = k                                      # NTK of W_1, b_1: Sigma_1
-                for _ in range(arch.depth):
-                    v, vdot = dual(q1, q2, k)
-                    v1, v2 = dual(q1, q1, q1)[0], dual(q2, q2, q2)[0]
-                    k_next = w * v + b
-                    theta = k_next + w * vdot * theta          # Theta_{l+1} = Sigma_{l+1} + w Vdot Theta_l
-                    k, q1, q2 = k_next, w * v1 + b, w * v2 + b
-                nngp[i, j] = k
-                ntk[i, j] = theta if trained == "all" else theta - k
-            else:
-                theta = k if trained == "all" else 0.0        # embedding A, b_0
-                for a in arch.branch_scales:
-                    s1, s2, s = w * q1 + b, w * q2 + b, w * k + b
-                    v, vdot = dual(s1, s2, s)
-                    # branch: V_l (v), W_l (vdot w K), b_l (vdot b), and the earlier layers through it
-                    theta = theta + a * a * (v + vdot * (w * k + b) + vdot * w * theta)
-                    k = k + a * a * v
-                    q1, q2 = q1 + a * a * dual(s1, s1, s1)[0], q2 + a * a * dual(s2, s2, s2)[0]
-                nngp[i, j] = arch.out_var * k + b
-                ntk[i, j] = arch.out_var * theta + (arch.out_var * k + b if trained == "all" else 0.0)
-    return nngp, ntk
+    # one dot product per pair, as for the norms: a pair of identical rows has k == q1 == q2
+    # exactly (rho = 1: the ReLU family's square root turns 1e-16 in rho into 1e-8)
+    dot = lambda a, c: np.array([[float(u @ v) for v in c] for u in a])
+    q1 = arch.in_var * np.array([[float(u @ u)] for u in x1]) + b        # (n1, 1)
+    q2 = arch.in_var * np.array([[float(v @ v) for v in x2]]) + b        # (1, n2)
+    k = arch.in_var * dot(x1, x2) + b
+    if isinstance(arch, rk.FeedForward):
+        theta = k                                          # NTK of W_1, b_1: Sigma_1
+        for _ in range(arch.depth):
+            v, vdot = dual(q1, q2, k)
+            v1, v2 = dual(q1, q1, q1)[0], dual(q2, q2, q2)[0]
+            k_next = w * v + b
+            theta = k_next + w * vdot * theta              # Theta_{l+1} = Sigma_{l+1} + w Vdot Theta_l
+            k, q1, q2 = k_next, w * v1 + b, w * v2 + b
+        return {"all": (k, theta), "hidden": (k, theta - k)}
+    thetas = {"all": k, "hidden": np.zeros_like(k)}        # embedding A, b_0
+    for a in arch.branch_scales:
+        s1, s2, s = w * q1 + b, w * q2 + b, w * k + b
+        v, vdot = dual(s1, s2, s)
+        # branch: V_l (v), W_l (vdot w K), b_l (vdot b), and the earlier layers through it
+        thetas = {t: th + a * a * (v + vdot * (w * k + b) + vdot * w * th) for t, th in thetas.items()}
+        k = k + a * a * v
+        q1, q2 = q1 + a * a * dual(s1, s1, s1)[0], q2 + a * a * dual(s2, s2, s2)[0]
+    nngp = arch.out_var * k + b
+    return {"all": (nngp, arch.out_var * thetas["all"] + nngp), "hidden": (nngp, arch.out_var * thetas["hidden"])}
 
 
 def _inputs(n, d=5, seed=0):
@@ -124,21 +125,21 @@ ARCHS = [
 
 
 @pytest.mark.parametrize("arch", ARCHS, ids=lambda a: f"{type(a).__name__}-{a.depth}-{a.activation.label}")
-@pytest.mark.parametrize("trained", ["hidden", "all"])
-def test_kernel_matches_independent_recursion(arch, trained):
+def test_kernel_matches_independent_recursion(arch):
+    # both trained in one case: the reference computes both from one pass (the library compiles each)
     x1, x2 = _inputs(3), _inputs(2, seed=1)
-    want = reference(arch, x1, x2, trained)
+    want_cross, want_sym = reference(arch, x1, x2), reference(arch, x1, x1)
     tol = 1e-9 if not arch.activation.exact else 1e-11
-    with enable_x64():
-        got = rk.kernel(arch, x1, x2, trained=trained)
-        sym = rk.kernel(arch, x1, trained=trained)
-    for g, r in zip(got, want):
-        assert np.abs(np.asarray(g) - r).max() <= tol * np.abs(r).max()
-    sym_want = reference(arch, x1, x1, trained)
-    for g, r in zip(sym, sym_want):
-        g = np.asarray(g)
-        assert np.array_equal(g, g.T)
-        assert np.abs(g - r).max() <= tol * np.abs(r).max()
+    for trained in ("hidden", "all"):
+        with enable_x64():
+            got = rk.kernel(arch, x1, x2, trained=trained)
+            sym = rk.kernel(arch, x1, trained=trained)
+        for g, r in zip(got, want_cross[trained]):
+            assert np.abs(np.asarray(g) - r).max() <= tol * np.abs(r).max(), trained
+        for g, r in zip(sym, want_sym[trained]):
+            g = np.asarray(g)
+            assert np.array_equal(g, g.T)
+            assert np.abs(g - r).max() <= tol * np.abs(r).max(), trained
 
 
 def test_defaults_are_bit_for_bit_the_kernels_before_general_archs():
@@ -286,14 +287,15 @@ def test_float32_inputs_of_one_norm_use_tables_within_the_bound(arch):
     p = rk.analytic.plan(arch, "hidden", ("nngp", "ntk"), x, None, method="auto", all_depths=False)
     assert p.angles is not None
     k32 = rk.kernel(arch, x)
-    # the float64 kernel of the first 100 rows against all 300 (30,000 entries, every column and
-    # 100 diagonal entries): tanh's float64 kernel (its Hermite series per entry) was ~2/3 of
-    # this file's time at all 300 rows; the table's error is a function of the correlation
+    # the float64 kernel of the first 50 rows against the first 150 (7,500 entries, 50 of them
+    # diagonal): the table's error is a function of the correlation, and 7,500 random pairs span
+    # the same correlations as all 90,000; tanh's float64 kernel costs a Hermite series per row of
+    # x1 and x2 (~30 ms each: 100 x 300 rows took 13 s of this file's 140)
     with enable_x64():
-        k64 = rk.kernel(arch, x[:100].astype(np.float64), x.astype(np.float64))
+        k64 = rk.kernel(arch, x[:50].astype(np.float64), x[:150].astype(np.float64))
     for a, b in zip(k32, k64):
         b = np.asarray(b)
-        assert np.abs(np.asarray(a, np.float64)[:100] - b).max() <= rk.tabulated.TOL * np.abs(b).max()
+        assert np.abs(np.asarray(a, np.float64)[:50, :150] - b).max() <= rk.tabulated.TOL * np.abs(b).max()
     spread = x * np.linspace(1.0, 1.01, 300, dtype=np.float32)[:, None]
     assert rk.analytic.plan(arch, "hidden", ("nngp",), spread, None, method="auto", all_depths=False).angles is None
     with pytest.raises(ValueError, match="share one norm"):
@@ -330,11 +332,11 @@ def test_float32_recursion_without_a_table_projects_to_the_common_norm(monkeypat
     monkeypatch.setattr(general, "terms", lambda *a, **k: rows.append(real(*a, **k)) or rows[-1])
     k32 = rk.kernel(arch, x)
     assert rows and rows[-1][0][1].shape[1] == 1          # (L, 1, K): one shared row
-    with enable_x64():
-        k64 = rk.kernel(arch, x.astype(np.float64))
+    with enable_x64():   # the first 70 rows against all 140: 210 rows of float64 series, not 280
+        k64 = rk.kernel(arch, x[:70].astype(np.float64), x.astype(np.float64))
     for a, b in zip(k32, k64):
         b = np.asarray(b)
-        assert np.abs(np.asarray(a, np.float64) - b).max() <= rk.tabulated.TOL * np.abs(b).max()
+        assert np.abs(np.asarray(a, np.float64)[:70] - b).max() <= rk.tabulated.TOL * np.abs(b).max()
 
 
 def test_row_terms_beyond_the_memory_bound_are_refused_before_allocating(monkeypatch):
