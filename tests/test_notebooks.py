@@ -75,6 +75,47 @@ def test_kernel_is_this_interpreter():
     assert os.path.realpath(cmd[0]) == os.path.realpath(sys.executable), cmd
 
 
+@pytest.fixture(scope="module")
+def kernel_env(tmp_path_factory):
+    """Environment settings for the notebook kernels this module starts, as a function of the
+    notebook's two-digit number (None: the tiny notebooks of the render test).
+
+    Bytecode: where Python writes none (PYTHONDONTWRITEBYTECODE) and the environment was
+    installed without .pyc files (uv's default), every kernel compiles jax, IPython and
+    matplotlib from source again, ~2.5 s of CPU per kernel; the kernels then share one
+    bytecode cache outside the tree (PYTHONPYCACHEPREFIX), filled by the first.
+
+    XLA_FLAGS: the small runs of the notebooks in _COMPILE_BOUND spend nearly all their time in
+    XLA compilations (dozens of small programs, each run a few times); their kernels compile
+    with LLVM's optimizations off, which halves that (notebook 05: 72 -> 38 s CPU in one
+    process, same RESULT). The others run long enough that optimized code pays (01 and 04
+    are slower without it) and keep XLA's defaults."""
+    import jax
+
+    env = {}
+    if sys.dont_write_bytecode and not sys.pycache_prefix \
+            and not os.path.exists(importlib.util.cache_from_source(jax.__file__)):
+        env["PYTHONPYCACHEPREFIX"] = str(tmp_path_factory.mktemp("kernel_bytecode"))
+
+    def settings(number=None):
+        out = dict(env)
+        if number in _COMPILE_BOUND:
+            out["XLA_FLAGS"] = " ".join(filter(None, [os.environ.get("XLA_FLAGS"), "--xla_backend_optimization_level=0"]))
+        return out
+
+    return settings
+
+
+_COMPILE_BOUND = ("05", "07", "08", "09")
+
+
+def _set_kernel_env(monkeypatch, settings):
+    if "PYTHONPYCACHEPREFIX" in settings:
+        monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
+    for key, value in settings.items():
+        monkeypatch.setenv(key, value)
+
+
 def _finite(*values):
     return all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
 
@@ -149,8 +190,9 @@ CHECKS = {"01": _check_01, "02": _check_02, "03": _check_03, "04": _check_04, "0
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_runs_clean(name, tmp_path, monkeypatch):
+def test_runs_clean(name, tmp_path, monkeypatch, kernel_env):
     """Executes the notebook (small sizes); any cell error fails. Then checks its RESULT numbers."""
+    _set_kernel_env(monkeypatch, kernel_env(name[:2]))
     monkeypatch.setenv("RESKERNEL_SMALL", "1")
     monkeypatch.setenv("RESKERNEL_NOTEBOOK_OUT", str(tmp_path / "out"))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
@@ -207,8 +249,9 @@ def _tiny(path, source):
     return path
 
 
-def test_render_reuses_fresh_copies_and_fails_on_a_failing_notebook(tmp_path, monkeypatch):
+def test_render_reuses_fresh_copies_and_fails_on_a_failing_notebook(tmp_path, monkeypatch, kernel_env):
     pytest.importorskip("nbconvert")
+    _set_kernel_env(monkeypatch, kernel_env())
     render = _renderer()
     monkeypatch.setenv("RESKERNEL_NOTEBOOK_OUT", str(tmp_path / "figures"))
     good, bad = _tiny(tmp_path / "98_good.ipynb", "print(6 * 7)"), _tiny(tmp_path / "99_bad.ipynb", "1 / 0")
