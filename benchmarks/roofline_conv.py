@@ -123,11 +123,12 @@ def main(argv=None):
     if args.readout == "flatten":
         res["binding_limit_in_cache"] = max(v for k, v in limits.items() if k != "memory")
         conv_json = C.RESULTS / "conv.json"
-        nt = json.loads(conv_json.read_text())["cases"].get("flatten_256", {}) if conv_json.exists() else {}
-        nt_warm = (nt.get("nt") or {}).get("warm")
+        case = json.loads(conv_json.read_text())["cases"].get("flatten_256", {}) if conv_json.exists() else {}
+        nt_warm = (case.get("nt") or {}).get("warm")
         if nt_warm:
+            n, depth = case["task"]["n"], case["task"]["depth"]
             res["nt_flatten_256_warm_s"] = nt_warm
-            res["needed_for_30x_s_per_position_layer"] = nt_warm / 30 / (256 * 257 // 2 * positions * 10)
+            res["needed_for_30x_s_per_position_layer"] = nt_warm / 30 / (n * (n + 1) // 2 * positions * depth)
     res["loadavg_at_end"] = list(__import__("os").getloadavg())
     print(json.dumps({k: v for k, v in res.items() if k != "machine"}, indent=1), flush=True)
     C.write_result("roofline_conv" if args.readout == "gap" else "roofline_conv_flatten", res)

@@ -50,7 +50,7 @@ def _smooth_dual(phi, dphi):
     def dual(q1, q2, k):
         q1, q2, k = np.broadcast_arrays(*(np.asarray(t, np.float64) for t in (q1, q2, k)))
         rho = np.clip(k / np.sqrt(q1 * q2), -1.0, 1.0)[..., None, None]
-        u = np.sqrt(q1)[..., None, None] * Z[:, None]                     # (..., 401, 1)
+        u = np.sqrt(q1)[..., None, None] * Z[:, None]                     # (..., 201, 1)
         v = np.sqrt(q2)[..., None, None] * (rho * Z[:, None] + np.sqrt(np.maximum(1 - rho * rho, 0.0)) * Z[None, :])
         ww = W[:, None] * W[None, :]
         return (ww * phi(u) * phi(v)).sum(axis=(-2, -1)), (ww * dphi(u) * dphi(v)).sum(axis=(-2, -1))
