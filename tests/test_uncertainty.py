@@ -152,10 +152,14 @@ def test_gradient_descent_against_a_linear_model(x64):
             unc.gradient_descent(lambda p, x: x @ p["w"], p0, x, y, xe, **kw)
 
 
+@pytest.mark.parametrize("lean", [False, True])
 @pytest.mark.parametrize("trained", ["all", "hidden"])
-def test_trained_networks_one_step_closed_form(x64, trained):
+def test_trained_networks_one_step_closed_form(x64, trained, lean, monkeypatch):
     """A depth-1 linear FFNet with k outputs, f = c X W^T V, c = sqrt(in_var w_var / m): one
-    descent step moves W by -lr c V R^T X and (all) V by -lr c W X^T R, R = f - Y."""
+    descent step moves W by -lr c V R^T X and (all) V by -lr c W X^T R, R = f - Y. lean: the
+    path of large networks (stepped from the host, parameters donated), forced by a 0 threshold."""
+    if lean:
+        monkeypatch.setattr(_trainer, "_LEAN_BYTES", 0)
     rng = np.random.default_rng(4)
     x, xe, y = rng.normal(size=(5, 3)), rng.normal(size=(2, 3)), rng.normal(size=(5, 4))
     arch = rk.FeedForward(1, w_var=1.5, activation="identity", in_var=0.7)
@@ -184,6 +188,27 @@ def test_trained_networks_one_step_closed_form(x64, trained):
     with pytest.raises(ValueError, match="outputs"):
         unc.MultiOutput(arch, width, 0)
 
+
+
+def test_lean_path_equals_the_jitted_one(monkeypatch):
+    """Large networks' host-stepped path (_lean) against the one-program path on a biased
+    ResNet over several steps, both trained sets, two seeds: the same arithmetic (float32
+    rounding apart); and train_networks takes it above _LEAN_BYTES only."""
+    rng = np.random.default_rng(7)
+    x, xe, y = rng.normal(size=(6, 5)), rng.normal(size=(3, 5)), rng.normal(size=(6, 2))
+    arch = rk.ResNet(3, gamma=0.5, w_var=1.7, b_var=0.2)
+    keys = jax.random.split(jax.random.PRNGKey(8), 2)
+    assert _trainer._param_bytes(arch, 32, 2, 5, jnp.float32) == 4 * (32 * 5 + 32 + 3 * (2 * 32 * 32 + 32) + 32 * 2 + 2)
+    for trained in ("all", "hidden"):
+        kw = dict(lr=0.05, steps=[0, 2, 2, 5], keys=keys, trained=trained)
+        ref = unc.train_networks(arch, 32, x, y, xe, **kw)
+        monkeypatch.setattr(_trainer, "_LEAN_BYTES", 0)
+        got = unc.train_networks(arch, 32, x, y, xe, **kw)
+        monkeypatch.undo()
+        assert got.outputs.shape == ref.outputs.shape == (2, 4, 3, 2)
+        assert_close(got.outputs, ref.outputs, rtol=1e-5, atol=1e-5)
+        assert_close(got.train_loss, ref.train_loss, rtol=1e-5)
+        assert not np.allclose(ref.outputs[:, 0], ref.outputs[:, -1], atol=1e-3)   # the nets moved
 
 def test_parse_arch_and_doctests():
     assert str(unc.parse_arch("ffnet:20")) == "ffnet:20"
