@@ -26,6 +26,7 @@ def _color(arch, archs):
 def plot_depths(kernel_rows: dict, net_rows: dict, path) -> Path:
     """kernel_rows, net_rows: {dataset: rows of the kernel / network phase}; writes a PNG."""
     import matplotlib.ticker as mticker
+    from matplotlib.lines import Line2D
 
     from ...plotting import figure, save
 
@@ -58,14 +59,19 @@ def plot_depths(kernel_rows: dict, net_rows: dict, path) -> Path:
                 ntk = [sel[[r["depth"] for r in sel].index(d)]["ntk_accuracy"][-1] for d in depths]
                 inf = [sel[[r["depth"] for r in sel].index(d)]["ntk_inf_accuracy"] for d in depths]
                 c = _color(arch, set(archs) | set(narchs))
-                ax2.plot(depths, net, "s-", color=c, ms=5, label=f"{arch} trained net (width {sel[0]['width']})")
-                ax2.plot(depths, ntk, "-", color=c, lw=0.8, label=f"{arch} NTK, same steps")
-                ax2.plot(depths, inf, ":", color=c, lw=1.2, label=f"{arch} NTK, t = inf")
+                ax2.plot(depths, net, "s-", color=c, ms=5)
+                ax2.plot(depths, ntk, "-", color=c, lw=0.8)
+                ax2.plot(depths, inf, ":", color=c, lw=1.2)
             if nets:
                 r0 = nets[0]
                 ax2.set_title(f"{_NAMES.get(ds, ds)} trained nets: {r0['n_train']:,} train, {r0['steps'][-1]} GD "
                               f"steps", fontsize=9)
-                ax2.legend(fontsize=6, loc="lower left")
+                # one entry per arch (colour) and per line style: 12 entries would cover the curves
+                keys = [Line2D([], [], color=_color(a, set(archs) | set(narchs)), lw=2, label=a) for a in narchs]
+                keys += [Line2D([], [], color="0.3", marker="s", ms=4, label=f"trained net (width {r0['width']})"),
+                         Line2D([], [], color="0.3", lw=0.8, label="NTK, same steps"),
+                         Line2D([], [], color="0.3", ls=":", lw=1.2, label="NTK, t = inf")]
+                ax2.legend(handles=keys, fontsize=6, loc="lower left", ncol=2)
                 ax2.set_xscale("log")
                 ax2.set_xticks(sorted({r["depth"] for r in nets}))
                 ax2.xaxis.set_minor_locator(mticker.NullLocator())
