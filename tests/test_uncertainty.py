@@ -189,7 +189,6 @@ def test_trained_networks_one_step_closed_form(x64, trained, lean, monkeypatch):
         unc.MultiOutput(arch, width, 0)
 
 
-
 def test_lean_path_equals_the_jitted_one(monkeypatch):
     """Large networks' host-stepped path (_lean) against the one-program path on a biased
     ResNet over several steps, both trained sets, two seeds: the same arithmetic (float32
@@ -209,6 +208,7 @@ def test_lean_path_equals_the_jitted_one(monkeypatch):
         assert_close(got.outputs, ref.outputs, rtol=1e-5, atol=1e-5)
         assert_close(got.train_loss, ref.train_loss, rtol=1e-5)
         assert not np.allclose(ref.outputs[:, 0], ref.outputs[:, -1], atol=1e-3)   # the nets moved
+
 
 def test_parse_arch_and_doctests():
     assert str(unc.parse_arch("ffnet:20")) == "ffnet:20"

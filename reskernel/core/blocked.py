@@ -275,9 +275,10 @@ def _run_sharded(arch, trained, picked, x1, x2, p, mesh, axis, ndev, all_depths,
     per = -(-n1 // ndev)
     spec = PartitionSpec(None, axis, None) if all_depths else PartitionSpec(axis, None)
     sharding = NamedSharding(mesh, spec)   # the results': rows over the devices
+    x1p = _pad_rows(x1, ndev * per)
     if not arch.default and p.angles is None:   # general archs' recursion: reskernel.core.general
-        return _general_sharded(arch, trained, picked, x1, y, p, sharding, per, all_depths, tile)
-    x1r = _pad_rows(x1, ndev * per).reshape((ndev, per, x1.shape[1]))
+        return _general_sharded(arch, trained, picked, x1p, n1, y, p, sharding, per, all_depths, tile)
+    x1r = x1p.reshape((ndev, per, x1.shape[1]))
     x1r = _put(x1r, NamedSharding(mesh, PartitionSpec(axis)))
     y = _put(y, NamedSharding(mesh, PartitionSpec()))
     return _sharded(x1r, y, schedule(arch, x1.dtype), p.angles, p.band, kind=kind_of(arch), depth=arch.depth,
@@ -285,14 +286,13 @@ def _run_sharded(arch, trained, picked, x1, x2, p, mesh, axis, ndev, all_depths,
                     n1=n1, get=picked, symmetric=x2 is None)
 
 
-def _general_sharded(arch, trained, picked, x1, y, p, sharding, per, all_depths, tile):
-    """analytic.compute (general archs: reskernel.core.general's recursion), x1's rows against all
-    of y, on each of this process's devices for its `per` rows of x1 (padded), assembled into
-    global arrays with `sharding` (rows over the mesh's devices); the rows past n1 sliced off (a
-    multiple of the devices keeps the sharding)."""
-    n1 = x1.shape[0]
+def _general_sharded(arch, trained, picked, x1p, n1, y, p, sharding, per, all_depths, tile):
+    """analytic.compute (general archs: reskernel.core.general's recursion), the rows of x1p (x1
+    padded to `per` rows a device) against all of y, on each of this process's devices for its
+    `per` rows, assembled into global arrays with `sharding` (rows over the mesh's devices); the
+    rows past n1 sliced off (a multiple of the devices keeps the sharding)."""
     devices = list(sharding.mesh.devices.flat)
-    x1p = np.asarray(_pad_rows(x1, per * sharding.mesh.shape[sharding.mesh.axis_names[0]]))
+    x1p = np.asarray(x1p)
     parts = []
     for i, d in enumerate(devices):
         if d.process_index != jax.process_index():

@@ -52,13 +52,14 @@ def plot_depths(kernel_rows: dict, net_rows: dict, path) -> Path:
             ax2 = axes[1, j]
             nets = net_rows.get(ds, [])
             narchs = sorted({r["arch"] for r in nets}, key=lambda a: (a != "ffnet", a))
+            every = set(archs) | set(narchs)
             for arch in narchs:
                 sel = sorted((r for r in nets if r["arch"] == arch), key=lambda r: r["depth"])
                 depths = sorted({r["depth"] for r in sel})
                 net = [np.mean([r["net_accuracy"][-1] for r in sel if r["depth"] == d]) for d in depths]
                 ntk = [sel[[r["depth"] for r in sel].index(d)]["ntk_accuracy"][-1] for d in depths]
                 inf = [sel[[r["depth"] for r in sel].index(d)]["ntk_inf_accuracy"] for d in depths]
-                c = _color(arch, set(archs) | set(narchs))
+                c = _color(arch, every)
                 ax2.plot(depths, net, "s-", color=c, ms=5)
                 ax2.plot(depths, ntk, "-", color=c, lw=0.8)
                 ax2.plot(depths, inf, ":", color=c, lw=1.2)
@@ -67,7 +68,7 @@ def plot_depths(kernel_rows: dict, net_rows: dict, path) -> Path:
                 ax2.set_title(f"{_NAMES.get(ds, ds)} trained nets: {r0['n_train']:,} train, {r0['steps'][-1]} GD "
                               f"steps", fontsize=9)
                 # one entry per arch (colour) and per line style: 12 entries would cover the curves
-                keys = [Line2D([], [], color=_color(a, set(archs) | set(narchs)), lw=2, label=a) for a in narchs]
+                keys = [Line2D([], [], color=_color(a, every), lw=2, label=a) for a in narchs]
                 keys += [Line2D([], [], color="0.3", marker="s", ms=4, label=f"trained net (width {r0['width']})"),
                          Line2D([], [], color="0.3", lw=0.8, label="NTK, same steps"),
                          Line2D([], [], color="0.3", ls=":", lw=1.2, label="NTK, t = inf")]

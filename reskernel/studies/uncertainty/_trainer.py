@@ -96,23 +96,31 @@ def _check_lr(lr) -> float:
     return float(lr)
 
 
+def _split(params, trainable):
+    """(moving, fixed): the params that gradient descent moves, and the others."""
+    return {k: params[k] for k in trainable}, {k: v for k, v in params.items() if k not in trainable}
+
+
+def _loss(apply, moving, fixed, x, y):
+    """(1/2) sum |f(x) - y|^2 of the net with parameters moving and fixed."""
+    return 0.5 * jnp.sum((apply({**moving, **fixed}, x) - y) ** 2)
+
+
+def _step(apply, moving, fixed, x, y, lr):
+    """One full-batch gradient-descent step of the moving parameters."""
+    return jax.tree.map(lambda a, g: a - lr * g, moving, jax.grad(_loss, argnums=1)(apply, moving, fixed, x, y))
+
+
 def _descend(apply, params, trainable, x_train, y_train, x_eval, lr, steps):
     """Pure JAX: (outputs (T, m, k), train losses (T,)) along full-batch gradient descent."""
-    fixed = {k: v for k, v in params.items() if k not in trainable}
-    moving = {k: params[k] for k in trainable}
-
-    def loss(p):
-        return 0.5 * jnp.sum((apply({**p, **fixed}, x_train) - y_train) ** 2)
-
-    def step(p, _):
-        return jax.tree.map(lambda a, g: a - lr * g, p, jax.grad(loss)(p)), None
-
+    moving, fixed = _split(params, trainable)
     outs, losses = [], []
     for gap in np.diff((0,) + steps):
         if gap:
-            moving, _ = jax.lax.scan(step, moving, None, length=int(gap))
+            moving, _ = jax.lax.scan(lambda p, _: (_step(apply, p, fixed, x_train, y_train, lr), None), moving, None,
+                                     length=int(gap))
         outs.append(apply({**moving, **fixed}, x_eval))
-        losses.append(loss(moving))
+        losses.append(_loss(apply, moving, fixed, x_train, y_train))
     return jnp.stack(outs), jnp.stack(losses)
 
 
@@ -177,11 +185,11 @@ def train_networks(arch, width: int, x_train, y_train, x_eval, *, lr: float, ste
         raise ValueError(f"y_train must have shape (n, k), got {y.shape}")
     names = tuple(param_groups(arch, trained))
     xa, xe = jnp.asarray(x_train, dtype), jnp.asarray(x_eval, dtype)
-    args = (arch, width, y.shape[1], names, lr, jnp.dtype(dtype).name)
-    if _param_bytes(*args[:3], xa.shape[1], dtype) > _LEAN_BYTES:
-        outs, losses = _lean(args, jnp.asarray(keys), xa, y, xe, steps)
+    k, name = y.shape[1], jnp.dtype(dtype).name
+    if _param_bytes(arch, width, k, xa.shape[1], dtype) > _LEAN_BYTES:
+        outs, losses = _lean(_lean_fns(arch, width, k, names, lr, name), jnp.asarray(keys), xa, y, xe, steps)
     else:
-        outs, losses = _compiled(*args[:5], steps, args[5])(jnp.asarray(keys), xa, y, xe)
+        outs, losses = _compiled(arch, width, k, names, lr, steps, name)(jnp.asarray(keys), xa, y, xe)
     return Trained(np.asarray(outs, np.float64), np.asarray(losses, np.float64))
 
 
@@ -194,10 +202,11 @@ def _param_bytes(arch, width, outputs, d_in, dtype) -> int:
     return sum(v.size * v.dtype.itemsize for v in jax.tree.leaves(shapes))
 
 
-def _lean(args, keys, xa, y, xe, steps):
+def _lean(fns, keys, xa, y, xe, steps):
     """train_networks' run for large networks: (outputs (S, T, m, k), losses (S, T)), each network
-    initialized by one jitted call and advanced by one jitted, donated call per step."""
-    init, step, evaluate = _lean_fns(*args)
+    initialized by one jitted call and advanced by one jitted, donated call per step (fns:
+    _lean_fns)."""
+    init, step, evaluate = fns
     outs, losses = [], []
     for key in keys:
         moving, fixed = init(key, xa)
@@ -209,30 +218,22 @@ def _lean(args, keys, xa, y, xe, steps):
             got.append(evaluate(moving, fixed, xa, y, xe))
         outs.append(jnp.stack([g[0] for g in got]))
         losses.append(jnp.stack([g[1] for g in got]))
-        del moving, fixed
+        del moving, fixed   # freed before the next network's init, not after it
     return jnp.stack(outs), jnp.stack(losses)
 
 
 @functools.lru_cache(maxsize=8)
 def _lean_fns(arch, width, outputs, names, lr, dtype):
     """The jitted init ((moving, fixed) parameters), step (moving donated) and evaluation
-    (outputs at xe, training loss) of _lean, the loss and update of _descend."""
+    (outputs at xe, training loss) of _lean: _descend's split, loss and step."""
     model = MultiOutput(arch, width, outputs)
 
-    def loss(moving, fixed, xa, y):
-        return 0.5 * jnp.sum((model.apply({**moving, **fixed}, xa) - y) ** 2)
-
-    def init(key, xa):
-        params = model.init(key, xa.shape[1], dtype)
-        return {k: params[k] for k in names}, {k: v for k, v in params.items() if k not in names}
-
-    def step(moving, fixed, xa, y):
-        return jax.tree.map(lambda a, g: a - lr * g, moving, jax.grad(loss)(moving, fixed, xa, y))
-
     def evaluate(moving, fixed, xa, y, xe):
-        return model.apply({**moving, **fixed}, xe), loss(moving, fixed, xa, y)
+        return model.apply({**moving, **fixed}, xe), _loss(model.apply, moving, fixed, xa, y)
 
-    return jax.jit(init), jax.jit(step, donate_argnums=0), jax.jit(evaluate)
+    return (jax.jit(lambda key, xa: _split(model.init(key, xa.shape[1], dtype), names)),
+            jax.jit(lambda moving, fixed, xa, y: _step(model.apply, moving, fixed, xa, y, lr), donate_argnums=0),
+            jax.jit(evaluate))
 
 
 @functools.lru_cache(maxsize=8)
