@@ -741,12 +741,13 @@ NB09 = ("09_conv_depth", r"""
 with depth while the convolutional ResNet's kernel (branch scale alpha = L^-gamma) holds it; a
 global-average-pool (gap) readout helps over the dense kernels on the same images.
 
-`reskernel.studies.conv_depth.study` computes, per (data set, arch, readout), the NNGP and NTK at
-every depth 1..L in one all-depths pass (`rk.kernel(arch, images, all_depths=True)`, float32) on
-CIFAR images mean-pooled to s x s x 3, and scores each depth's kernel regression (float64 Cholesky,
-ridge 1e-6 x the mean training diagonal, argmax against the label). Readouts: dense (FFNet /
-ResNet on the flattened images), flatten and gap (ConvNet / ConvResNet, 3 x 3 filters). ResNet
-depth l is the first l blocks of the L-block net (alpha = L^-gamma of the full depth).
+`reskernel.studies.conv_depth.study` computes, per (data set, arch, readout), the NNGP and NTK
+(float32) on CIFAR images mean-pooled to s x s x 3: the FFNet's at every depth 1..L in one
+all-depths pass (`rk.kernel(arch, images, all_depths=True)`), the ResNet's at depths 1, 2, 3, 5,
+10, 20, 30, 50, 100 (up to L), each its own net of alpha = depth^-gamma; it scores each kernel
+regression (float64 Cholesky, ridge 1e-6 x the mean training diagonal, argmax against the label).
+Readouts: dense (FFNet / ResNet on the flattened images), flatten and gap (ConvNet / ConvResNet,
+3 x 3 filters).
 """, [
     code(r'''
 from reskernel.studies import conv_depth
@@ -783,7 +784,7 @@ gain = [deepest[f"{ds} {a} gap {k}"] - deepest[f"{ds} {a} dense {k}"] for (ds, a
 RESULT = {"convnet_worst_drop": conv_ff, "convresnet_worst_drop": conv_res, "accuracy_deepest": deepest,
           "gap_minus_dense_mean": float(np.mean(gain)) if gain else None}
 holds = conv_ff > conv_res + 0.02 and (not gain or np.mean(gain) > 0)
-L = rows[0]["max_depth"]
+L = max(r["max_depth"] for r in rows)
 text = (f"**Measured** ({rows[0]['n_train']} train / {rows[0]['n_test']} test, {rows[0]['image_size']}x"
         f"{rows[0]['image_size']} images, depths 1 to {L}): the ConvNet kernels lost up to {100 * conv_ff:.1f} "
         f"points between their best depth and depth {L}, the ConvResNet kernels up to {100 * conv_res:.1f}"

@@ -8,7 +8,7 @@ import click
 from ...cli import checked, finite
 from .._store import out_dir_callback
 from ..phases._spec import parse_archs
-from ._run import parse_datasets, parse_readouts
+from ._run import parse_datasets, parse_readouts, parse_resnet_depths
 from ._spec import DEFAULTS, SMALL
 
 __all__ = ["convdepths_command"]
@@ -40,6 +40,10 @@ def _given(ctx) -> set:
               help="ffnet, resnet:GAMMA (alpha = DEPTH^-gamma).")
 @click.option("--readouts", default=DEFAULTS["readouts"], show_default=True, callback=checked(parse_readouts),
               help="dense (FFNet/ResNet on flattened images), flatten, gap (ConvNet/ConvResNet).")
+@click.option("--resnet-depths", default=None,
+              help="The ResNets' depths, each its own net of alpha = L^-gamma (comma list in 1..DEPTH; default "
+                   "1,2,3,5,10,20,30,50,100 up to DEPTH, and DEPTH), or 'truncated': every depth 1..DEPTH from one "
+                   "pass of the DEPTH-block net (depth l = its first l blocks, alpha = DEPTH^-gamma).")
 @click.option("--filter-size", default=DEFAULTS["filter_size"], show_default=True, type=click.IntRange(min=1),
               help="The convs' filter size k.")
 @click.option("--noise", default=DEFAULTS["noise"], show_default=True, type=click.FloatRange(min=0),
@@ -50,8 +54,8 @@ def _given(ctx) -> set:
               callback=out_dir_callback, help="Folder for the result files and the figure; reruns resume there.")
 @click.option("--plot/--no-plot", default=True, show_default=True, help="Write conv_depth.png in --out.")
 @click.pass_context
-def convdepths_command(ctx, datasets, small, n_train, n_test, image_size, depth, archs, readouts, filter_size, noise,
-                       data_dir, out, plot):
+def convdepths_command(ctx, datasets, small, n_train, n_test, image_size, depth, archs, readouts, resnet_depths,
+                       filter_size, noise, data_dir, out, plot):
     """Does the depth result carry over to convolutions? Accuracy vs depth, conv and dense kernels."""
     from ._run import study
     from ._summary import table
@@ -61,8 +65,12 @@ def convdepths_command(ctx, datasets, small, n_train, n_test, image_size, depth,
         given = _given(ctx)
         v.update({k: x for k, x in SMALL.items() if k not in given})
     try:
+        parse_resnet_depths(resnet_depths, v["depth"])
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    try:
         got = study(datasets, archs=archs, readouts=readouts, filter_size=filter_size, noise=noise, out=out,
-                    data_dir=data_dir, **v)
+                    resnet_depths=resnet_depths, data_dir=data_dir, **v)
     except (ValueError, TypeError, OSError) as e:
         raise click.ClickException(str(e)) from None
     click.echo(table(got["rows"]))

@@ -17,6 +17,9 @@ def plot_conv_depths(rows, path) -> Path:
 
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     kernels = [k for k in ("nngp", "ntk") if any(r["kernel"] == k for r in rows)]
+    truncated = any(r["arch"] != "ffnet" and r["depth"] < r["max_depth"] for r in rows)
+    xlabel = "depth L (ResNets: first L blocks of the deepest net)" if truncated else \
+        "depth L (ResNets: alpha = L^-gamma)"
     fig, axes = figure(max(len(datasets), 1), nrows=max(len(kernels), 1), width=5.4, height=3.8, squeeze=False)
     for j, ds in enumerate(datasets):
         for i, kern in enumerate(kernels):
@@ -29,6 +32,7 @@ def plot_conv_depths(rows, path) -> Path:
                                   key=lambda r: r["depth"])
                     if line:
                         ax.plot([r["depth"] for r in line], [r["test_accuracy"] for r in line], ls, lw=1.3,
+                                marker="." if len(line) < 20 else None,
                                 color=_COLORS.get(arch, f"C{4 + k}"), label=f"{arch} {readout}")
             if sel:
                 r0 = sel[0]
@@ -37,7 +41,7 @@ def plot_conv_depths(rows, path) -> Path:
                 ax.legend(fontsize=6, loc="lower left", ncol=2)
             ax.set_xscale("log")
             ax.xaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}"))
-            ax.set_xlabel("depth L (ResNets: first L blocks of the deepest net)")
+            ax.set_xlabel(xlabel)
             ax.set_ylabel("test accuracy")
             ax.grid(alpha=0.3)
     return save(fig, path)

@@ -36,7 +36,7 @@ def table(rows, depths=TABLE_DEPTHS) -> str:
         shown = [d for d in depths if d in stored] or stored
         r0 = sel[0]
         out.append(f"**{ds}**: {r0['n_train']} train, {r0['n_test']} test, images {r0['image_size']}x"
-                   f"{r0['image_size']}x3, depths 1..{r0['max_depth']}\n")
+                   f"{r0['image_size']}x3, depths 1..{max(r['max_depth'] for r in sel)}\n")
         out.append(f"| arch | readout | kernel | {' | '.join(f'L = {d}' for d in shown)} | best (L) | "
                    f"best - deepest |")
         out.append("|---|---|---|" + "---|" * (len(shown) + 2))
