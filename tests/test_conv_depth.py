@@ -138,7 +138,7 @@ def test_cli_small_end_to_end(tmp_path):
     (["--archs", "cnn"], "arch must be 'ffnet'"),
     (["--depth", "0"], "0 is not in the range x>=1"),
     (["--noise", "nan"], "must be a finite number"),
-    (["--depth", "10", "--resnet-depths", "5,20"], "resnet_depths must be 'truncated' or a comma list of depths in 1..10"),
+    (["--depth", "10", "--resnet-depths", "5,20"], "resnet_depths must be 'truncated' or depths in 1..10 (depth)"),
     (["--resnet-depths", "all"], "resnet_depths must be 'truncated'"),
 ])
 def test_bad_options_are_usage_errors(tmp_path, args, words):

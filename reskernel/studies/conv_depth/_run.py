@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ...inference import gp_posterior
+from ..depth_study import parse_depths
 from .._store import Table
 from ..phases._spec import parse_archs
 from ..selection._grid import factorize, finite, scores
@@ -62,20 +63,19 @@ def parse_datasets(datasets) -> tuple:
 
 def parse_resnet_depths(spec, depth: int):
     """resnet_depths -> "truncated" or the sorted distinct ResNet depths, each its own net:
-    None -> TABLE_DEPTHS up to `depth`, and `depth`; "truncated"; "1,10,100" or a sequence of
-    ints in 1..depth."""
+    None -> TABLE_DEPTHS up to `depth`, and `depth`; "truncated"; a depth spec of
+    depth_study.parse_depths ("1,10,100", "1:100:9") or a sequence of ints, all in 1..depth."""
     if spec is None:
         return tuple(sorted({d for d in TABLE_DEPTHS if d <= depth} | {depth}))
     if isinstance(spec, str) and spec.strip() == "truncated":
         return "truncated"
     try:
-        items = [int(v) for v in spec.split(",") if v.strip()] if isinstance(spec, str) else \
-            [operator.index(v) for v in spec]
+        items = parse_depths(spec) if isinstance(spec, str) else [operator.index(v) for v in spec]
     except (TypeError, ValueError):
         items = []
     if not items or any(d < 1 or d > depth for d in items):
-        raise ValueError(f"resnet_depths must be 'truncated' or a comma list of depths in 1..{depth} (depth), "
-                         f"got {spec!r}")
+        raise ValueError(f"resnet_depths must be 'truncated' or depths in 1..{depth} (depth) such as '1,10,{depth}' "
+                         f"or '1:{depth}:9', got {spec!r}")
     return tuple(sorted(set(items)))
 
 
