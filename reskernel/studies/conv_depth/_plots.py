@@ -12,6 +12,7 @@ _NAMES = {"cifar2": "CIFAR2 (airplane vs automobile)", "cifar10": "CIFAR-10 (ten
 def plot_conv_depths(rows, path) -> Path:
     """rows: the study's rows (any data sets); writes a PNG at `path` and returns its path."""
     import matplotlib.ticker as mticker
+    from matplotlib.lines import Line2D
 
     from ...plotting import figure, save
 
@@ -32,13 +33,16 @@ def plot_conv_depths(rows, path) -> Path:
                                   key=lambda r: r["depth"])
                     if line:
                         ax.plot([r["depth"] for r in line], [r["test_accuracy"] for r in line], ls, lw=1.3,
-                                marker="." if len(line) < 20 else None,
-                                color=_COLORS.get(arch, f"C{4 + k}"), label=f"{arch} {readout}")
+                                marker="." if len(line) < 20 else None, color=_COLORS.get(arch, f"C{4 + k}"))
             if sel:
                 r0 = sel[0]
                 ax.set_title(f"{_NAMES.get(ds, ds)} {kern.upper()}: {r0['n_train']} train, {r0['n_test']} test, "
                              f"{r0['image_size']}x{r0['image_size']} images", fontsize=8)
-                ax.legend(fontsize=6, loc="lower left", ncol=2)
+                # one entry per arch (colour) and per readout (line style), not one per curve
+                keys = [Line2D([], [], color=_COLORS.get(a, f"C{4 + k}"), lw=1.3, label=a) for k, a in enumerate(archs)]
+                keys += [Line2D([], [], color="0.3", ls=ls, lw=1.3, label=ro) for ro, ls in _STYLES.items()
+                         if any(r["readout"] == ro for r in sel)]
+                ax.legend(handles=keys, fontsize=6, loc="best", ncol=2)
             ax.set_xscale("log")
             ax.xaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}"))
             ax.set_xlabel(xlabel)
