@@ -41,9 +41,10 @@ def _given(ctx) -> set:
 @click.option("--readouts", default=DEFAULTS["readouts"], show_default=True, callback=checked(parse_readouts),
               help="dense (FFNet/ResNet on flattened images), flatten, gap (ConvNet/ConvResNet).")
 @click.option("--resnet-depths", default=None,
-              help="The ResNets' depths, each its own net of alpha = L^-gamma ('1,10,100' or 'a:b:count' in 1..DEPTH; default "
-                   "1,2,3,5,10,20,30,50,100 up to DEPTH, and DEPTH), or 'truncated': every depth 1..DEPTH from one "
-                   "pass of the DEPTH-block net (depth l = its first l blocks, alpha = DEPTH^-gamma).")
+              help="The ResNets' depths, each its own net of alpha = L^-gamma ('1,10,100' or 'a:b:count' in "
+                   "1..DEPTH; default 1,2,3,5,10,20,30,50,100 up to DEPTH, and DEPTH), or 'truncated': every depth "
+                   "1..DEPTH from one pass of the DEPTH-block net (depth l = its first l blocks, alpha = "
+                   "DEPTH^-gamma).")
 @click.option("--filter-size", default=DEFAULTS["filter_size"], show_default=True, type=click.IntRange(min=1),
               help="The convs' filter size k.")
 @click.option("--noise", default=DEFAULTS["noise"], show_default=True, type=click.FloatRange(min=0),
