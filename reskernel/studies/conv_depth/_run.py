@@ -224,6 +224,5 @@ def study(datasets=DEFAULTS["datasets"], *, n_train: int = DEFAULTS["n_train"], 
         rows += [r for r in table.read() if r["dataset"] == ds and r["image_size"] == image_size
                  and r["filter_size"] == filter_size and r["noise"] == noise and r["arch"] in archs
                  and r["readout"] in readouts and r["n_train"] == n_train and r["n_test"] == n_test
-                 and (r["max_depth"] == depth if r["arch"] == "ffnet" or own == "truncated"
-                      else r["max_depth"] == r["depth"] and r["depth"] in own)]
+                 and any(r["max_depth"] == top and (every or r["depth"] == top) for top, every in passes(r["arch"]))]
     return {"rows": rows, "json": paths, "computed": computed, "resumed": resumed}
