@@ -52,7 +52,7 @@ test-compat: nt-env
 	$(NT_VENV)/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) -m "not slow and not reference" \
 		tests/test_arccos.py tests/test_analytic.py tests/test_errors.py tests/test_networks.py tests/test_empirical.py \
 		tests/test_fast_arccos.py tests/test_blocked.py tests/test_tabulated.py tests/test_precise.py \
-		tests/test_conv_arch.py tests/test_conv_kernel.py tests/test_conv_nets.py
+		tests/test_conv_arch.py tests/test_conv_kernel.py tests/test_conv_nets.py tests/test_draws.py
 
 # API reference (pdoc) into site/, then every notebook as HTML with its figures and numbers
 # into site/notebooks/ (run in small mode unless the tests left a fresh executed copy; a

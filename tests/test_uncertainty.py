@@ -210,6 +210,51 @@ def test_lean_path_equals_the_jitted_one(monkeypatch):
         assert not np.allclose(ref.outputs[:, 0], ref.outputs[:, -1], atol=1e-3)   # the nets moved
 
 
+@pytest.mark.parametrize("arch, trained", [
+    (rk.ResNet(4, gamma=0.5), "all"),
+    (rk.ResNet(3, gamma=1.0, w_var=1.5, b_var=0.3, in_var=0.8, out_var=1.3), "all"),
+    (rk.ResNet(3, gamma=0.75, b_var=0.3), "hidden"),
+    (rk.ResNet(2, alpha=0.4, activation="tanh", b_var=0.2), "all"),
+])
+def test_layerwise_resnet_step_is_the_gradient_step(x64, arch, trained):
+    """_layerwise.resnet_step (each block updated in place during the backward pass) against
+    _trainer._step (jax.grad of the loss, then the update), float64: equal to rounding."""
+    from reskernel.nets.networks import param_groups
+    from reskernel.studies.uncertainty._layerwise import resnet_step
+
+    names = tuple(param_groups(arch, trained))
+    model = unc.MultiOutput(arch, 16, 3)
+    moving, fixed = _trainer._split(model.init(jax.random.PRNGKey(1), 5, jnp.float64), names)
+    rng = np.random.default_rng(2)
+    x, y = jnp.asarray(rng.normal(size=(7, 5))), jnp.asarray(rng.normal(size=(7, 3)))
+    want = _trainer._step(model.apply, moving, fixed, x, y, 0.05)
+    got = jax.jit(resnet_step(model, names, 0.05))(moving, fixed, x, y)
+    assert sorted(got) == sorted(want) == sorted(names)
+    for k in names:
+        assert_close(got[k], want[k], rtol=1e-13, atol=1e-14)
+        assert not np.allclose(got[k], moving[k])          # every trained array moved
+
+
+def test_layerwise_resnet_step_holds_one_copy():
+    """XLA's memory analysis (no timing): jax.grad's step holds a temporary gradient as large as
+    the parameters; the layerwise step, parameters donated, only the blocks' inputs (L, n, m) and
+    a few (m, m) arrays of the block at hand."""
+    from reskernel.nets.networks import param_groups
+    from reskernel.studies.uncertainty._layerwise import resnet_step
+
+    arch = rk.ResNet(32, gamma=0.5)
+    names = tuple(param_groups(arch, "all"))
+    model = unc.MultiOutput(arch, 64, 10)
+    moving, fixed = _trainer._split(model.init(jax.random.PRNGKey(0), 20, jnp.float32), names)
+    x, y = jnp.ones((8, 20)), jnp.zeros((8, 10))
+    size = sum(v.nbytes for v in jax.tree.leaves(moving))
+    def temp(step):
+        mem = jax.jit(step, donate_argnums=0).lower(moving, fixed, x, y).compile().memory_analysis()
+        return (mem.temp_size_in_bytes + mem.output_size_in_bytes - mem.alias_size_in_bytes) / size
+    assert temp(lambda mv, fx, x, y: _trainer._step(model.apply, mv, fx, x, y, 0.01)) > 0.9
+    assert temp(resnet_step(model, names, 0.01)) < 0.25
+
+
 def test_parse_arch_and_doctests():
     assert str(unc.parse_arch("ffnet:20")) == "ffnet:20"
     spec = unc.parse_arch(" resnet:3:0.5 ")

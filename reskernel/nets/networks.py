@@ -34,6 +34,7 @@ from .. import _checks
 from ..core.activations import relu
 from ..core.arch import FeedForward, check_arch
 from ..core.conv_arch import ConvNet, ConvResNet
+from ._draws import stacked_normal
 
 __all__ = ["Network", "network", "param_groups"]
 
@@ -104,12 +105,13 @@ class Network:
         m, depth = self.width, self.arch.depth
         k1, k2, k3, k4 = jax.random.split(key, 4)
         normal = functools.partial(jax.random.normal, dtype=dtype)
+        stack = functools.partial(stacked_normal, dtype=dtype)    # the same draws, one layer at a time
         if isinstance(self.arch, FeedForward):
-            params = {"input": normal(k1, (m, d_in)), "hidden": normal(k2, (depth - 1, m, m)),
+            params = {"input": normal(k1, (m, d_in)), "hidden": stack(k2, (depth - 1, m, m)),
                       "readout": normal(k3, (m,))}
         else:
-            params = {"embed": normal(k1, (m, d_in)), "W": normal(k2, (depth, m, m)),
-                      "V": normal(k3, (depth, m, m)), "readout": normal(k4, (m,))}
+            params = {"embed": normal(k1, (m, d_in)), "W": stack(k2, (depth, m, m)),
+                      "V": stack(k3, (depth, m, m)), "readout": normal(k4, (m,))}
         if self.arch.b_var > 0:
             shapes = self.param_shapes(d_in)
             names = _BIASES[_kind(self.arch)]
@@ -332,6 +334,41 @@ def _times(s, a):
     return a if s is None else s * a
 
 
+def resnet_stem(arch, m: int, params, x):
+    """x_0 (n, m) of the ResNet of width m for inputs x (n, d): its embedding, from params
+    "embed" (and "embed_bias")."""
+    x0 = _times(None if arch.in_var == 1 else math.sqrt(arch.in_var), _mm_t(x, params["embed"]))
+    if arch.b_var > 0:
+        x0 = x0 + math.sqrt(arch.b_var) * params["embed_bias"]
+    return x0 / math.sqrt(m)
+
+
+def resnet_block(arch, m: int, slopes: bool = False):
+    """The ResNet's block as a scan body, the one definition of its arithmetic:
+    block(x_{l-1}, (W_l, V_l, alpha_l, b_l, eps_W, eps_V)) -> (x_l, (x_{l-1}, z_l, phi'_l)),
+    x (n, m), W_l, V_l (m, m), b_l (m,) (ignored when b_var = 0), eps_* additive perturbations
+    of the branch pre-activation and of x_l (Network.forward), phi'_l None unless slopes."""
+    phi = _activation(arch)
+    ws, bs, es, post = _branch_scales(arch, m)
+    biased = arch.b_var > 0
+
+    def block(xl, inp):
+        w, v, al, b, ew, ev = inp
+        p = ws * _mm_t(xl, w)
+        if biased:
+            p = p + bs * b
+        y, s = _phi_slope(phi, p + _times(es, ew), slopes)
+        z = _times(post, y)
+        return xl + al / math.sqrt(m) * _mm_t(z, v) + ev, (xl, z, s)
+
+    return block
+
+
+def resnet_features(arch, xL):
+    """The readout's input sqrt(out_var) x_L (n, m) from the last block's output x_L."""
+    return _times(None if arch.out_var == 1 else math.sqrt(arch.out_var), xL)
+
+
 @functools.partial(jax.jit, static_argnums=(0, 4))
 def _forward(net: Network, params, x, perturb, slopes: bool = False) -> Trace:
     """The module doc's net on a batch x (n, d); perturb as in Network.forward; slopes: also
@@ -374,26 +411,13 @@ def _forward(net: Network, params, x, perturb, slopes: bool = False) -> Trace:
 
     a = jnp.asarray(np.asarray(arch.branch_scales), dtype)
     depth = arch.depth
-    ws, bs, es, post = _branch_scales(arch, m)
-    x0 = _times(None if arch.in_var == 1 else math.sqrt(arch.in_var), _mm_t(x, params["embed"]))
-    if biased:
-        x0 = x0 + sb * params["embed_bias"]
-    x0 = x0 / math.sqrt(m) + pert.get("embed", 0.0)
+    x0 = resnet_stem(arch, m, params, x) + pert.get("embed", 0.0)
     bias = params["b"] if biased else jnp.zeros((depth, 1), dtype)
     eps_w = pert.get("W", jnp.zeros((depth, 1, 1), dtype))
     eps_v = pert.get("V", jnp.zeros((depth, 1, 1), dtype))
-
-    def block(xl, inp):
-        w, v, al, b, ew, ev = inp
-        p = ws * _mm_t(xl, w)
-        if biased:
-            p = p + bs * b
-        y, s = _phi_slope(phi, p + _times(es, ew), slopes)
-        z = _times(post, y)
-        return xl + al / math.sqrt(m) * _mm_t(z, v) + ev, (xl, z, s)
-
+    block = resnet_block(arch, m, slopes)
     xL, (us, zs, ss) = jax.lax.scan(block, x0, (params["W"], params["V"], a, bias, eps_w, eps_v))
-    feats = _times(None if arch.out_var == 1 else math.sqrt(arch.out_var), xL)
+    feats = resnet_features(arch, xL)
     out = feats @ params["readout"]
     inputs = {"embed": x, "W": us, "V": zs, "readout": feats}
     if biased:
