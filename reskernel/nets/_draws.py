@@ -56,10 +56,14 @@ def stacked_normal(key, shape, dtype):
     inner = math.prod(shape[1:])
     data = jnp.asarray(key, np.uint32)
 
-    def layer(l, out):
-        start = l.astype(np.uint32) * np.uint32(inner)      # < 2^32: the high word is 0
+    def draw(l):
+        start = jnp.asarray(l, np.uint32) * np.uint32(inner)      # < 2^32: the high word is 0
         k = jax.random.wrap_key_data(jnp.stack([data[0], data[1], jnp.uint32(0), start]), impl=_OFFSET_THREEFRY)
-        return jax.lax.dynamic_update_index_in_dim(out, jax.random.normal(k, shape[1:], dtype), l, 0)
+        return jax.random.normal(k, shape[1:], dtype)
 
-    return jax.lax.fori_loop(0, shape[0], layer, jnp.zeros(shape, dtype))
+    # The stack starts as layer 0 repeated, not as zeros: equal zero arrays of two stacks would be
+    # one buffer to XLA, copied into each loop (half a ResNet's parameters more).
+    first = jnp.broadcast_to(draw(0), shape)
+    return jax.lax.fori_loop(1, shape[0], lambda l, out: jax.lax.dynamic_update_index_in_dim(out, draw(l), l, 0),
+                             first)
 
