@@ -67,8 +67,9 @@ def test_trained_net_reduces_its_loss_and_equals_the_trainer():
     # the same network by hand: the trainer on targets y + f_0(x_train), read as f_t - f_0
     key = jax.random.fold_in(jax.random.PRNGKey(0), 3)
     model = MultiOutput(arch, 64, 10)
-    f0 = np.asarray(model.apply(model.init(key, ds.dim), jnp.asarray(ds.x_train, jnp.float32)), np.float64)
-    ref = train_networks(arch, 64, ds.x_train, ds.y_train + f0, ds.x_test, lr=got["lr"], steps=(0, 5, 20),
+    f0 = np.asarray(model.apply(model.init(key, ds.dim), jnp.asarray(ds.x_train, jnp.float32)))
+    y = ds.y_train.astype(np.float32) + f0     # in float32, as the trainer adds them
+    ref = train_networks(arch, 64, ds.x_train, y, ds.x_test, lr=got["lr"], steps=(0, 5, 20),
                          keys=key[None])
     np.testing.assert_allclose(got["outputs"], ref.outputs[0] - ref.outputs[0, :1], rtol=0, atol=1e-6)
     np.testing.assert_allclose(got["outputs"][0], 0.0)

@@ -198,8 +198,8 @@ def test_lean_path_equals_the_jitted_one(monkeypatch):
     arch = rk.ResNet(3, gamma=0.5, w_var=1.7, b_var=0.2)
     keys = jax.random.split(jax.random.PRNGKey(8), 2)
     assert _trainer._param_bytes(arch, 32, 2, 5, jnp.float32) == 4 * (32 * 5 + 32 + 3 * (2 * 32 * 32 + 32) + 32 * 2 + 2)
-    for trained in ("all", "hidden"):
-        kw = dict(lr=0.05, steps=[0, 2, 2, 5], keys=keys, trained=trained)
+    for trained, centred, lr in (("all", False, 0.05), ("hidden", False, 0.05), ("all", True, 0.01)):
+        kw = dict(lr=lr, steps=[0, 2, 2, 5], keys=keys, trained=trained, centred=centred)
         ref = unc.train_networks(arch, 32, x, y, xe, **kw)
         monkeypatch.setattr(_trainer, "_LEAN_BYTES", 0)
         got = unc.train_networks(arch, 32, x, y, xe, **kw)
@@ -208,6 +208,15 @@ def test_lean_path_equals_the_jitted_one(monkeypatch):
         assert_close(got.outputs, ref.outputs, rtol=1e-5, atol=1e-5)
         assert_close(got.train_loss, ref.train_loss, rtol=1e-5)
         assert not np.allclose(ref.outputs[:, 0], ref.outputs[:, -1], atol=1e-3)   # the nets moved
+        if centred:   # f_t - f_0: 0 at step 0, and the uncentred nets' outputs less their f_0
+            assert np.all(got.outputs[:, 0] == 0) and np.all(ref.outputs[:, 0] == 0)
+            plain = unc.train_networks(arch, 32, x, y, xe, lr=lr, steps=[0], keys=keys)
+            f0 = unc.train_networks(arch, 32, x, y, x, lr=lr, steps=[0], keys=keys).outputs[:, 0]
+            moved = unc.train_networks(arch, 32, x, y + f0[0], xe, lr=lr, steps=[0, 2, 2, 5], keys=keys[:1])
+            assert_close(ref.outputs[0], moved.outputs[0] - plain.outputs[0], rtol=1e-5, atol=1e-5)
+            later = unc.train_networks(arch, 32, x, y, xe, **dict(kw, steps=[2, 5]))   # f_0 still subtracted
+            assert_close(later.outputs, ref.outputs[:, 2:], rtol=1e-5, atol=1e-5)
+            assert_close(later.train_loss, ref.train_loss[:, 2:], rtol=1e-5)
 
 
 @pytest.mark.parametrize("arch, trained", [

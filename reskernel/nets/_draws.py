@@ -21,11 +21,10 @@ __all__ = ["stacked_normal"]
 
 
 def _offset_bits(key, bit_width, shape):
-    """Threefry bits at counters offset + row-major index; key (4,) uint32 = (k1, k2, offset hi, lo)."""
-    size = math.prod(shape)
-    lo = key[3] + jax.lax.iota(np.uint32, size)
-    hi = key[2] + (lo < key[3]).astype(np.uint32)      # carry into the high word
-    bits1, bits2 = jex.threefry2x32_p.bind(key[0], key[1], hi, lo)
+    """Threefry bits at counters offset + row-major index; key (3,) uint32 = (k1, k2, offset).
+    The 64-bit counters' high word is 0: stacked_normal only draws stacks of < 2^32 entries."""
+    lo = key[2] + jax.lax.iota(np.uint32, math.prod(shape))
+    bits1, bits2 = jex.threefry2x32_p.bind(key[0], key[1], jnp.zeros_like(lo), lo)
     if bit_width == 64:
         return ((bits1.astype(np.uint64) << np.uint64(32)) | bits2.astype(np.uint64)).reshape(shape)
     bits = (bits1 ^ bits2).reshape(shape)
@@ -36,7 +35,7 @@ def _unused(*_):
     raise NotImplementedError("the offset-threefry key only draws bits")
 
 
-_OFFSET_THREEFRY = jex.define_prng_impl(key_shape=(4,), seed=_unused, split=_unused, random_bits=_offset_bits,
+_OFFSET_THREEFRY = jex.define_prng_impl(key_shape=(3,), seed=_unused, split=_unused, random_bits=_offset_bits,
                                         fold_in=_unused, name="offset_threefry", tag="ot")
 
 
@@ -57,8 +56,8 @@ def stacked_normal(key, shape, dtype):
     data = jnp.asarray(key, np.uint32)
 
     def draw(l):
-        start = jnp.asarray(l, np.uint32) * np.uint32(inner)      # < 2^32: the high word is 0
-        k = jax.random.wrap_key_data(jnp.stack([data[0], data[1], jnp.uint32(0), start]), impl=_OFFSET_THREEFRY)
+        start = jnp.asarray(l, np.uint32) * np.uint32(inner)      # < 2^32
+        k = jax.random.wrap_key_data(jnp.stack([data[0], data[1], start]), impl=_OFFSET_THREEFRY)
         return jax.random.normal(k, shape[1:], dtype)
 
     # The stack starts as layer 0 repeated, not as zeros: equal zero arrays of two stacks would be

@@ -364,6 +364,13 @@ def resnet_block(arch, m: int, slopes: bool = False):
     return block
 
 
+def resnet_stacks(arch, params, dtype):
+    """The per-block inputs of resnet_block besides W and V: (alpha (L,), b (L, m), or (L, 1)
+    zeros when b_var = 0, ignored then)."""
+    a = jnp.asarray(np.asarray(arch.branch_scales), dtype)
+    return a, params["b"] if arch.b_var > 0 else jnp.zeros((a.shape[0], 1), dtype)
+
+
 def resnet_features(arch, xL):
     """The readout's input sqrt(out_var) x_L (n, m) from the last block's output x_L."""
     return _times(None if arch.out_var == 1 else math.sqrt(arch.out_var), xL)
@@ -409,10 +416,9 @@ def _forward(net: Network, params, x, perturb, slopes: bool = False) -> Trace:
             inputs.update(input_bias=ones, hidden_bias=jnp.ones((depth1, n, 1), dtype), readout_bias=ones)
         return Trace(out, inputs, xL, jnp.concatenate([s1[None], ss]) if slopes else None)
 
-    a = jnp.asarray(np.asarray(arch.branch_scales), dtype)
     depth = arch.depth
     x0 = resnet_stem(arch, m, params, x) + pert.get("embed", 0.0)
-    bias = params["b"] if biased else jnp.zeros((depth, 1), dtype)
+    a, bias = resnet_stacks(arch, params, dtype)
     eps_w = pert.get("W", jnp.zeros((depth, 1, 1), dtype))
     eps_v = pert.get("V", jnp.zeros((depth, 1, 1), dtype))
     block = resnet_block(arch, m, slopes)

@@ -138,22 +138,16 @@ def net_unit(arch, width: int, train: Split, test: Split, *, steps, seed: int = 
     import jax
 
     from ..uncertainty._study import ensemble_unit
-    import jax.numpy as jnp
-
-    from ..uncertainty._trainer import MultiOutput, train_networks
+    from ..uncertainty._trainer import train_networks
 
     steps = tuple(int(s) for s in steps)
     data = SimpleNamespace(n_train=len(train.labels), x_train=train.x, y_train=train.y, x_test=test.x)
     ens = ensemble_unit(data, arch, steps + (np.inf,), lr_factor=lr_factor, trained="all")
     key = jax.random.fold_in(jax.random.PRNGKey(0), int(seed))
-    # Centred: trained on y + f_0(x_train) and read as f_t - f_0, the network whose infinite-width
-    # limit is the NTK ensemble's mean (a single uncentred net carries its random f_0 ~ N(0, K)).
-    model = MultiOutput(arch, width, 10)
-    f0 = np.asarray(model.apply(model.init(key, train.x.shape[1], jnp.float32), jnp.asarray(train.x, jnp.float32)),
-                    np.float64)
-    got = train_networks(arch, width, train.x, train.y + f0, test.x, lr=float(ens["lr"]), steps=steps,
-                         keys=key[None], trained="all")
-    got = got._replace(outputs=got.outputs - got.outputs[:, :1])
+    # Centred: the network whose infinite-width limit is the NTK ensemble's mean (a single
+    # uncentred net carries its random f_0 ~ N(0, K)).
+    got = train_networks(arch, width, train.x, train.y, test.x, lr=float(ens["lr"]), steps=steps,
+                         keys=key[None], trained="all", centred=True)
     acc = lambda f: np.mean(np.argmax(f, -1) == test.labels, axis=-1)   # noqa: E731
     return {"lr": float(ens["lr"]), "lambda_max": float(ens["lambda_max"]), "steps": list(steps),
             "net_accuracy": acc(got.outputs[0]).tolist(), "net_train_loss": got.train_loss[0].tolist(),

@@ -15,9 +15,8 @@ and its loop buffers), this one 0.07 (the blocks' inputs and one block's arrays)
 """
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from ...nets.networks import resnet_block, resnet_features, resnet_stem
+from ...nets.networks import resnet_block, resnet_features, resnet_stacks, resnet_stem
 
 __all__ = ["resnet_step"]
 
@@ -31,16 +30,13 @@ def resnet_step(model, names: tuple, lr: float):
     fixed = the others (_trainer._split). Pure JAX; jit it with moving donated."""
     arch, m = model.arch, model.width
     block = resnet_block(arch, m)
-    biased = arch.b_var > 0
-    alphas = np.asarray(arch.branch_scales)
 
     def step(moving, fixed, x, y):
         p = {**moving, **fixed}
         dtype = p["readout"].dtype
-        a = jnp.asarray(alphas, dtype)
+        a, b = resnet_stacks(arch, p, dtype)
         zero = jnp.zeros((1, 1), dtype)
         depth = a.shape[0]
-        b = p["b"] if biased else jnp.zeros((depth, 1), dtype)
         stem = {k: p[k] for k in _STEM if k in p}
         x0, stem_vjp = jax.vjp(lambda s: resnet_stem(arch, m, s, x), stem)
         xL, xs = jax.lax.scan(lambda xl, inp: (block(xl, inp + (zero, zero))[0], xl), x0, (p["W"], p["V"], a, b))

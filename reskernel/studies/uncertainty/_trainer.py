@@ -161,7 +161,7 @@ def gradient_descent(apply, params: dict, x_train, y_train, x_eval, *, lr: float
 
 
 def train_networks(arch, width: int, x_train, y_train, x_eval, *, lr: float, steps, keys, trained: str = "all",
-                   dtype=jnp.float32) -> Trained:
+                   dtype=jnp.float32, centred: bool = False) -> Trained:
     """Networks of `arch` and `width` with k = y_train.shape[1] outputs, one per key, initialized
     i.i.d. N(0, 1) and trained by full-batch gradient descent (gradient_descent), as the NTK
     ensemble's networks are (reskernel.inference.ensemble: same loss, lr and step count).
@@ -175,6 +175,9 @@ def train_networks(arch, width: int, x_train, y_train, x_eval, *, lr: float, ste
       trained: "all" (every parameter moves: the standard NTK, reskernel.kernel(...,
         trained="all")) or "hidden" (readout and ResNet embedding fixed at init).
       dtype: the parameters' and the arithmetic's dtype (float32 default).
+      centred: each network is trained on y_train + f_0(x_train) and read as f_t - f_0, f_0
+        its initial function (in dtype): a network whose outputs start at 0, whose
+        infinite-width limit is the NTK ensemble's mean (train_loss: (1/2) sum |f_t - f_0 - y|^2).
     Returns:
       Trained(outputs (S, T, m, k), train_loss (S, T)), float64.
 
@@ -193,10 +196,17 @@ def train_networks(arch, width: int, x_train, y_train, x_eval, *, lr: float, ste
     names = tuple(param_groups(arch, trained))
     xa, xe = jnp.asarray(x_train, dtype), jnp.asarray(x_eval, dtype)
     k, name = y.shape[1], jnp.dtype(dtype).name
+    # centred: f_0 at x_eval is the outputs at step 0, evaluated by the same program (exactly 0 there)
+    extra = bool(centred) and steps[0] != 0
+    run = (0,) + steps if extra else steps
     if _param_bytes(arch, width, k, xa.shape[1], dtype) > _LEAN_BYTES:
-        outs, losses = _lean(_lean_fns(arch, width, k, names, lr, name), jnp.asarray(keys), xa, y, xe, steps)
+        outs, losses = _lean(_lean_fns(arch, width, k, names, lr, name), jnp.asarray(keys), xa, y, xe, run,
+                             bool(centred))
     else:
-        outs, losses = _compiled(arch, width, k, names, lr, steps, name)(jnp.asarray(keys), xa, y, xe)
+        outs, losses = _compiled(arch, width, k, names, lr, run, name, bool(centred))(jnp.asarray(keys), xa, y, xe)
+    if centred:
+        outs = outs - outs[:, :1]
+        outs, losses = (outs[:, 1:], losses[:, 1:]) if extra else (outs, losses)
     return Trained(np.asarray(outs, np.float64), np.asarray(losses, np.float64))
 
 
@@ -209,20 +219,21 @@ def _param_bytes(arch, width, outputs, d_in, dtype) -> int:
     return sum(v.size * v.dtype.itemsize for v in jax.tree.leaves(shapes))
 
 
-def _lean(fns, keys, xa, y, xe, steps):
+def _lean(fns, keys, xa, y, xe, steps, centred):
     """train_networks' run for large networks: (outputs (S, T, m, k), losses (S, T)), each network
     initialized by one jitted call and advanced by one jitted, donated call per step (fns:
     _lean_fns)."""
-    init, step, evaluate = fns
+    init, step, evaluate, apply = fns
     outs, losses = [], []
     for key in keys:
         moving, fixed = init(key, xa)
+        yk = y + apply(moving, fixed, xa) if centred else y
         got, done = [], 0
         for s in steps:
             for _ in range(s - done):
-                moving = step(moving, fixed, xa, y)
+                moving = step(moving, fixed, xa, yk)
             done = s
-            got.append(evaluate(moving, fixed, xa, y, xe))
+            got.append(evaluate(moving, fixed, xa, yk, xe))
         outs.append(jnp.stack([g[0] for g in got]))
         losses.append(jnp.stack([g[1] for g in got]))
         del moving, fixed   # freed before the next network's init, not after it
@@ -231,8 +242,8 @@ def _lean(fns, keys, xa, y, xe, steps):
 
 @functools.lru_cache(maxsize=8)
 def _lean_fns(arch, width, outputs, names, lr, dtype):
-    """The jitted init ((moving, fixed) parameters), step (moving donated) and evaluation
-    (outputs at xe, training loss) of _lean: _descend's split, loss and step."""
+    """The jitted init ((moving, fixed) parameters), step (moving donated), evaluation (outputs
+    at xe, training loss) and outputs at x of _lean: _descend's split, loss and step."""
     model = MultiOutput(arch, width, outputs)
 
     def evaluate(moving, fixed, xa, y, xe):
@@ -243,17 +254,20 @@ def _lean_fns(arch, width, outputs, names, lr, dtype):
     else:
         step = resnet_step(model, names, lr)
     return (jax.jit(lambda key, xa: _split(model.init(key, xa.shape[1], dtype), names)),
-            jax.jit(step, donate_argnums=0), jax.jit(evaluate))
+            jax.jit(step, donate_argnums=0), jax.jit(evaluate),
+            jax.jit(lambda moving, fixed, x: model.apply({**moving, **fixed}, x)))
 
 
 @functools.lru_cache(maxsize=8)
-def _compiled(arch, width, outputs, names, lr, steps, dtype):
+def _compiled(arch, width, outputs, names, lr, steps, dtype, centred):
     """One jitted trainer per setting, so that batches of seeds reuse its compilation."""
     model = MultiOutput(arch, width, outputs)
 
     def run(keys, xa, y, xe):
         def one(key):
-            return _descend(model.apply, model.init(key, xa.shape[1], dtype), names, xa, y, xe, lr, steps)
+            params = model.init(key, xa.shape[1], dtype)
+            yk = y + model.apply(params, xa) if centred else y
+            return _descend(model.apply, params, names, xa, yk, xe, lr, steps)
         return jax.lax.map(one, keys)
 
     return jax.jit(run)
