@@ -6,6 +6,8 @@ Cases (NAME: what is timed):
   flatten_256     flatten readout, depth 10, n = 256: both libraries.
   gap_8           global-average-pool readout, depth 10, n = 8: both (neural-tangents in one call).
   gap21_8         the same at depth 21, the depth of neural-tangents' published 21-layer pooled CNN.
+  gap_16, gap_32  pooled, depth 10, reskernel only: the sizes at which neural-tangents' one call
+                  fails here (nt_oom: n = 16 under the 22 GB cap, n = 32 asking for 25.9 GB).
   gap_64, gap_128 pooled, depth 10: reskernel measured; neural-tangents' time is an ESTIMATE, its
                   per-entry cost at n = 8 times n^2 (its cost is n^2 times a per-entry cost; a
                   measured run would take 2-9 hours here), marked "estimated" in the table.
@@ -43,6 +45,8 @@ CASES = {
     "flatten_256": dict(readout="flatten", depth=10, n=256, nt=True),
     "gap_8": dict(readout="gap", depth=10, n=8, nt=True),
     "gap21_8": dict(readout="gap", depth=21, n=8, nt=True),
+    "gap_16": dict(readout="gap", depth=10, n=16, nt=False, repeats=0),
+    "gap_32": dict(readout="gap", depth=10, n=32, nt=False, repeats=0),
     "gap_64": dict(readout="gap", depth=10, n=64, nt=False),
     "gap_128": dict(readout="gap", depth=10, n=128, nt=False, repeats=0),
 }
