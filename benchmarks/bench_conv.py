@@ -20,7 +20,8 @@ Peak memory: the worker's ru_maxrss. Both workers return the kernel's [:4, :4], 
 
 usage: python benchmarks/bench_conv.py [--only gap_8,flatten_256] [--force] [--repeats 1]
 Results: benchmarks/results/conv.json (merged case by case, atomic writes; a finished case is
-not rerun unless --force).
+not rerun unless --force), each case with the machine it ran on; neural-tangents' estimates
+only from its gap_8 rate on the same CPU.
 """
 from __future__ import annotations
 
@@ -102,9 +103,10 @@ def load():
 
 
 def save(name, case):
-    """Merge one case into results/conv.json (re-read first: two runs may write the folder)."""
+    """Merge one case into results/conv.json (re-read first: two runs may write the folder),
+    with the machine it ran on (cases of one file may come from different machines)."""
     out = load()
-    out["cases"][name] = case
+    out["cases"][name] = dict(case, machine=C.machine())
     out["machine"] = C.machine()
     C.write_result(NAME, out)
 
@@ -165,7 +167,7 @@ def report(out):
     cases = out["cases"]
     print("| case | reskernel cold / warm (s) | per entry | neural-tangents cold / warm (s) | per entry | ratio (warm, else cold) | max rel diff [:4,:4] |")
     print("|---|---|---|---|---|---|---|")
-    nt_rate = {}
+    nt_rate, cpu = {}, lambda c: c.get("machine", {}).get("cpu")   # noqa: E731
     for name in ("gap_8", "gap21_8", "flatten_256"):
         c = cases.get(name, {})
         if "corner" in c.get("nt", {}):
@@ -180,11 +182,16 @@ def report(out):
             nt_t, tag = nt["warm"] or nt["cold"], "" if nt["warm"] else " (cold)"
             diff = np.max(np.abs(np.array(c["rk"]["corner"]) - nt["corner"]) / np.abs(nt["corner"]).max())
             diff = f"{diff:.1e}"
-        elif c["task"]["readout"] == "gap" and c["task"]["depth"] == 10 and "gap_8" in nt_rate:
+        elif (c["task"]["readout"] == "gap" and c["task"]["depth"] == 10 and "gap_8" in nt_rate
+              and cpu(c) == cpu(cases["gap_8"])):   # an estimate only from neural-tangents on the same CPU
             nt_t, tag, diff = nt_rate["gap_8"] * n * n, " (estimated from gap_8)", "-"
         else:
-            continue
+            nt_t = None
         warm = f"{c['rk']['warm']:.2f}" if c["rk"]["warm"] else "-"
+        if nt_t is None:
+            print(f"| {name} | {c['rk']['cold']:.2f} / {warm} | {per_entry(rk_t, n) * 1e3:.2f} ms | "
+                  f"- (not run; none on this CPU to estimate from) | - | - | - |")
+            continue
         nt_cold = f"{nt['cold']:.1f}" if nt and nt.get("cold") else "-"
         print(f"| {name} | {c['rk']['cold']:.2f} / {warm} | {per_entry(rk_t, n) * 1e3:.2f} ms | "
               f"{nt_cold} / {nt_t:.1f}{tag} | {per_entry(nt_t, n) * 1e3:.1f} ms | {nt_t / rk_t:.1f}x | {diff} |")
